@@ -1,0 +1,37 @@
+"""Shared fixtures: random-weight HF checkpoints saved to temp dirs (local stand-ins for real models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tl_thinktok.testing import make_random_hf_model
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory):
+    """Factory: ``random_model_dir("qwen2" | "qwen3" | "llama", **kwargs) -> Path`` (cached per args)."""
+    cache: dict = {}
+
+    def make(arch: str = "qwen2", **kwargs):
+        key = (arch, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            path = tmp_path_factory.mktemp(f"random_{arch}")
+            cache[key] = make_random_hf_model(path, arch, **kwargs)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def qwen2_dir(random_model_dir):
+    """A tiny random Qwen2 (GQA, qkv biases) HF checkpoint directory."""
+    return random_model_dir("qwen2")
+
+
+@pytest.fixture(scope="session")
+def llama_dir(random_model_dir):
+    """A tiny random Llama (GQA, no biases) HF checkpoint directory."""
+    return random_model_dir("llama")

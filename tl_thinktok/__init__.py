@@ -1,0 +1,37 @@
+"""tl-thinktok: thinking tokens as information peaks, as TransformerLens hooks.
+
+Pipeline: estimate (``mi``) → locate (``peaks``) → read (``lens``) → intervene (``suppress``,
+``recycle``, ``ttts``) → bound (``bounds``) → experiments.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": "tl_thinktok.loading",
+    "LoadInfo": "tl_thinktok.loading",
+    "hsic_nocco": "tl_thinktok.mi",
+    "find_peaks": "tl_thinktok.peaks",
+    "trace_stats": "tl_thinktok.peaks",
+    "TraceStats": "tl_thinktok.peaks",
+    "step_residuals": "tl_thinktok.probe",
+    "answer_representation": "tl_thinktok.probe",
+    "MIProbe": "tl_thinktok.probe",
+    "PeakTokenLens": "tl_thinktok.lens",
+    "thinking_token_counts": "tl_thinktok.lens",
+    "ThinkingTokens": "tl_thinktok.vocab",
+    "SuppressTokens": "tl_thinktok.suppress",
+    "random_control": "tl_thinktok.suppress",
+    "RepresentationRecycling": "tl_thinktok.recycle",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tl_thinktok' has no attribute {name!r}")
