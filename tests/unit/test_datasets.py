@@ -1,0 +1,175 @@
+"""Tests for tl_thinktok.datasets: bundled files, parsing, prompts, math-verify grading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from tl_thinktok.datasets import (
+    REFERENCE_PROMPT,
+    Item,
+    grade,
+    load_dataset,
+    load_jsonl_items,
+    model_family,
+    prompt_for,
+)
+
+# sha256 of the upstream files (from their provenance notes), computed outside this code.
+SHA256 = {
+    "gsm8k": "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
+    "math500": "35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132",
+    "aime24": "af2b8bd2aa911b6333ad0df32f3ca05c7ae8ed10f1731f4372c8ae26990bf7ac",
+}
+SIZES = {"gsm8k": 1319, "math500": 500, "aime24": 30}
+
+
+@pytest.mark.parametrize("name", sorted(SHA256))
+def test_bundled_file_is_verbatim_with_attribution(name):
+    folder = Path(str(resources.files("tl_thinktok") / "assets" / "data" / name))
+    digest = hashlib.sha256((folder / "test.jsonl").read_bytes()).hexdigest()
+    assert digest == SHA256[name]
+    text = (folder / "ATTRIBUTION.md").read_text()
+    assert "License" in text and "Permission is hereby granted" in text
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_sizes_and_unique_ids(name):
+    items = load_dataset(name)
+    assert len(items) == SIZES[name]
+    assert len({it.id for it in items}) == len(items)
+    assert all(it.question and it.answer and it.solution for it in items)
+
+
+def test_gsm8k_answer_split():
+    first = load_dataset("gsm8k")[0]
+    raw = json.loads(
+        (Path(str(resources.files("tl_thinktok"))) / "assets/data/gsm8k/test.jsonl")
+        .read_text()
+        .splitlines()[0]
+    )
+    assert first.answer == "18"
+    assert raw["answer"] == first.solution + "\n#### 18"
+    assert "####" not in first.solution
+
+
+def test_gsm8k_parser_on_handmade_file(tmp_path):
+    p = tmp_path / "g.jsonl"
+    p.write_text(
+        json.dumps({"question": "q1", "answer": "a\nb <<1+1=2>>2\n#### 1,000"})
+        + "\n\n"
+        + json.dumps({"question": "q2", "answer": "x #### -3"})
+        + "\n"
+    )
+    items = load_jsonl_items("gsm8k", p)
+    assert items == [
+        Item("gsm8k-0", "q1", "1,000", "a\nb <<1+1=2>>2"),
+        Item("gsm8k-2", "q2", "-3", "x"),
+    ]
+
+
+def test_aime_and_math_fields():
+    aime = load_dataset("aime24")
+    assert aime[0].id == "aime24-60" and aime[0].answer == "204"
+    m = load_dataset("math500")[0]
+    assert m.id == "test/precalculus/807.json"
+    assert m.answer == "\\left( 3, \\frac{\\pi}{2} \\right)"
+
+
+@pytest.mark.parametrize(
+    "content, lineno",
+    [
+        ('{"question": "a", "answer": "#### 1"}\n{not json}\n', 2),
+        ('{"question": "a", "answer": "#### 1"}\n\n[1, 2]\n', 3),
+        ('{"question": "a", "answer": "no marker"}\n', 1),
+        ('{"answer": "#### 1"}\n', 1),
+    ],
+)
+def test_malformed_line_names_file_and_line(tmp_path, content, lineno):
+    p = tmp_path / "bad.jsonl"
+    p.write_text(content)
+    with pytest.raises(ValueError) as e:
+        load_jsonl_items("gsm8k", p)
+    assert str(p) in str(e.value) and f"line {lineno}" in str(e.value)
+
+
+def test_subset_is_seeded_and_in_file_order():
+    full = [it.id for it in load_dataset("math500")]
+    a = [it.id for it in load_dataset("math500", n=20, seed=3)]
+    b = [it.id for it in load_dataset("math500", n=20, seed=3)]
+    c = [it.id for it in load_dataset("math500", n=20, seed=4)]
+    assert a == b and a != c and len(a) == 20
+    pos = [full.index(i) for i in a]
+    assert pos == sorted(pos)
+    assert len(load_dataset("aime24", n=100)) == 30
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5])
+def test_bad_n(bad):
+    with pytest.raises(ValueError, match="n must be"):
+        load_dataset("gsm8k", n=bad)
+
+
+def test_unknown_names():
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("gpqa")
+    with pytest.raises(ValueError, match="unknown model family"):
+        prompt_for("chatml", "q")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        grade("gpqa", "x", "1")
+
+
+def test_prompts():
+    q = "What is 2+3?"
+    assert prompt_for("raw", q) == q
+    assert prompt_for("reference", q) == (
+        "User: What is 2+3?\nPlease reason step by step, and put your final answer within "
+        "\\boxed{}.\n\nAssistant:"
+    )
+    assert REFERENCE_PROMPT.format(q=q) == prompt_for("reference", q)
+    r1 = prompt_for("r1", q)
+    assert r1.startswith("<\uff5cUser\uff5c>What is 2+3?")
+    assert r1.endswith("<\uff5cAssistant\uff5c><think>\n")
+    with pytest.raises(TypeError):
+        prompt_for("raw", 3)
+
+
+def test_model_family():
+    assert model_family("deepseek-ai/DeepSeek-R1-Distill-Llama-8B") == "r1"
+    assert model_family("organism-base") == "organism"
+    assert model_family("/tmp/random_qwen2") == "reference"
+
+
+@pytest.mark.parametrize(
+    "name, text, answer, expected",
+    [
+        ("gsm8k", "So she makes 9 * 2 = 18 dollars. \\boxed{18}", "18", True),
+        ("gsm8k", "The answer is \\boxed{17}", "18", False),
+        ("gsm8k", "Total: \\boxed{1000}", "1,000", True),
+        ("math500", "Hence $\\boxed{\\frac{1}{2}}$.", "0.5", True),
+        ("math500", "Hence $\\boxed{\\frac{1}{3}}$.", "\\frac{1}{2}", False),
+        (
+            "math500",
+            "so \\boxed{(3, \\frac{\\pi}{2})}",
+            "\\left( 3, \\frac{\\pi}{2} \\right)",
+            True,
+        ),
+        ("aime24", "Thus the answer is \\boxed{25}.", "025", True),
+        ("aime24", "I could not finish.", "025", False),
+        ("aime24", "first \\boxed{7}, no wait, final \\boxed{204}", "204", True),
+    ],
+)
+def test_grade_math_verify(name, text, answer, expected):
+    assert grade(name, text, answer) is expected
+
+
+def test_last_boxed_balanced():
+    from tl_thinktok.datasets import last_boxed
+
+    assert last_boxed("a \\boxed{7} b \\boxed{\\frac{1}{2}} c") == "\\frac{1}{2}"
+    assert last_boxed("no box") is None
+    assert last_boxed("\\boxed{unclosed") is None

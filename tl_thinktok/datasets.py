@@ -1,0 +1,282 @@
+"""Evaluation datasets, prompts per model family, and answer grading.
+
+Bundled data (``tl_thinktok/assets/data/<name>/test.jsonl``, each with an ``ATTRIBUTION.md``):
+GSM8K test (1319), MATH-500 (500), AIME 2024 (30). The synthetic ``"organism"`` task comes from
+:mod:`tl_thinktok.organism`. Data files are read from the installed package
+(``importlib.resources``), never from outside it.
+
+Grading: real datasets use math-verify (``math_verify.parse`` / ``verify``) on the generated text
+against the gold answer; the organism uses ``tl_thinktok.organism.grade``.
+
+Example:
+    >>> from tl_thinktok.datasets import load_dataset, prompt_for, grade
+    >>> items = load_dataset("gsm8k", n=2)
+    >>> prompt = prompt_for("reference", items[0].question)
+    >>> grade("gsm8k", "... so the answer is \\\\boxed{18}", "18")
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+DATASETS: tuple[str, ...] = ("gsm8k", "math500", "aime24", "organism")
+FILE_DATASETS: tuple[str, ...] = ("gsm8k", "math500", "aime24")
+FAMILIES: tuple[str, ...] = ("r1", "reference", "raw", "organism")
+
+#: The reference code's prompt (MI-Peaks applications: RR / TTTS).
+REFERENCE_PROMPT = (
+    "User: {q}\nPlease reason step by step, and put your final answer within "
+    "\\boxed{{}}.\n\nAssistant:"
+)
+#: DeepSeek-R1-Distill chat template (the tokenizer adds BOS), opening the thinking block.
+R1_PROMPT = (
+    "<\uff5cUser\uff5c>{q}\nPlease reason step by step, and put your final answer within "
+    "\\boxed{{}}.<\uff5cAssistant\uff5c><think>\n"
+)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One evaluation problem.
+
+    Attributes:
+        id: stable identifier (unique within the dataset).
+        question: the problem text.
+        answer: the gold final answer (string, as in the source data).
+        solution: the worked gold solution (used as the answer representation h_y).
+    """
+
+    id: str
+    question: str
+    answer: str
+    solution: str
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the item as a plain dict (JSON-serialisable)."""
+        return asdict(self)
+
+
+def _data_path(name: str) -> Path:
+    root = resources.files("tl_thinktok") / "assets" / "data" / name / "test.jsonl"
+    return Path(str(root))
+
+
+def _item_from_record(name: str, rec: dict[str, Any], lineno: int) -> Item:
+    if name == "gsm8k":
+        full = rec["answer"]
+        if "####" not in full:
+            raise KeyError("'#### ' final-answer marker in field 'answer'")
+        solution, _, final = full.rpartition("####")
+        return Item(
+            id=f"gsm8k-{lineno - 1}",
+            question=str(rec["question"]),
+            answer=final.strip(),
+            solution=solution.strip(),
+        )
+    if name == "math500":
+        return Item(
+            id=str(rec["unique_id"]),
+            question=str(rec["problem"]),
+            answer=str(rec["answer"]),
+            solution=str(rec["solution"]),
+        )
+    if name == "aime24":
+        return Item(
+            id=f"aime24-{rec['id']}",
+            question=str(rec["problem"]),
+            answer=str(rec["answer"]),
+            solution=str(rec["solution"]),
+        )
+    raise ValueError(f"no file parser for dataset {name!r}; expected one of {FILE_DATASETS}")
+
+
+def load_jsonl_items(name: str, path: str | Path) -> list[Item]:
+    """Parse a dataset file in the source format of ``name``.
+
+    Args:
+        name: one of ``"gsm8k"``, ``"math500"``, ``"aime24"`` (selects the field layout).
+        path: a JSONL file, one record per line.
+
+    Returns:
+        The items in file order.
+
+    Raises:
+        ValueError: a line is not valid JSON, not an object, or lacks a required field; the message
+            names the file and the 1-based line number.
+
+    Example:
+        >>> items = load_jsonl_items("aime24", "tl_thinktok/assets/data/aime24/test.jsonl")
+    """
+    if name not in FILE_DATASETS:
+        raise ValueError(f"unknown file dataset {name!r}; expected one of {FILE_DATASETS}")
+    path = Path(path)
+    items: list[Item] = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict):
+                    raise TypeError(f"expected a JSON object, got {type(rec).__name__}")
+                items.append(_item_from_record(name, rec, lineno))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"malformed {name} record in {path} line {lineno}: {e}") from e
+    return items
+
+
+def _organism_items(n: int | None, seed: int) -> list[Item]:
+    from tl_thinktok import organism
+
+    probs = organism.problems("test", n=n if n is not None else 200, seed=seed)
+    out = []
+    for i, p in enumerate(probs):
+        get = p.get if isinstance(p, dict) else (lambda k, d=None, _p=p: getattr(_p, k, d))
+        out.append(
+            Item(
+                id=str(get("id", f"organism-{i}")),
+                question=str(get("question")),
+                answer=str(get("answer")),
+                solution=str(get("solution", get("answer"))),
+            )
+        )
+    return out
+
+
+def load_dataset(name: str, n: int | None = None, seed: int = 0) -> list[Item]:
+    """Load a bundled evaluation dataset.
+
+    Args:
+        name: ``"gsm8k"``, ``"math500"``, ``"aime24"`` or ``"organism"``.
+        n: number of items; ``None`` = all. A subset is a seeded random sample kept in file order.
+        seed: seed of the subset sample (and of the organism's problem generator).
+
+    Returns:
+        A list of :class:`Item`.
+
+    Raises:
+        ValueError: unknown name, or ``n`` not positive.
+
+    Example:
+        >>> len(load_dataset("aime24"))
+        30
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    if n is not None and (not isinstance(n, int) or n <= 0):
+        raise ValueError(f"n must be a positive int or None, got {n!r}")
+    if name == "organism":
+        return _organism_items(n, seed)
+    items = load_jsonl_items(name, _data_path(name))
+    if n is None or n >= len(items):
+        return items
+    keep = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in keep]
+
+
+def model_family(name_or_path: str) -> str:
+    """Guess the prompt family of a model from its name or path.
+
+    Returns ``"organism"`` for the bundled organism pair, ``"r1"`` for DeepSeek-R1 distills and
+    ``"reference"`` (the reference code's plain User/Assistant prompt) otherwise.
+
+    Example:
+        >>> model_family("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")
+        'r1'
+    """
+    low = str(name_or_path).lower()
+    if "organism" in low:
+        return "organism"
+    if "r1-distill" in low or "deepseek-r1" in low:
+        return "r1"
+    return "reference"
+
+
+def prompt_for(model_family: str, question: str) -> str:
+    """Build the prompt text for a question (the tokenizer adds BOS where it does).
+
+    Args:
+        model_family: ``"r1"`` (DeepSeek-R1 chat template, opens ``<think>``), ``"reference"``
+            (``"User: {q}\\nPlease reason step by step, ... \\boxed{}.\\n\\nAssistant:"``),
+            ``"raw"`` (the problem text alone, as the paper's MI traces) or ``"organism"``.
+        question: the problem text.
+
+    Example:
+        >>> prompt_for("raw", "1+1?")
+        '1+1?'
+    """
+    if not isinstance(question, str):
+        raise TypeError(f"question must be str, got {type(question).__name__}")
+    if model_family == "r1":
+        return R1_PROMPT.format(q=question)
+    if model_family == "reference":
+        return REFERENCE_PROMPT.format(q=question)
+    if model_family == "raw":
+        return question
+    if model_family == "organism":
+        from tl_thinktok import organism
+
+        return organism.prompt(question)
+    raise ValueError(f"unknown model family {model_family!r}; expected one of {FAMILIES}")
+
+
+def _boxed(answer: str) -> str:
+    return "\\boxed{" + answer + "}"
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` in ``text`` (balanced braces), or ``None``.
+
+    Example:
+        >>> last_boxed("a \\boxed{7} b \\boxed{\\frac{1}{2}}")
+        '\\frac{1}{2}'
+    """
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    i = start + len("\\boxed{")
+    depth = 1
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i:j]
+    return None
+
+
+def grade(name: str, text: str, answer: str) -> bool:
+    """Whether generated ``text`` contains the gold ``answer``.
+
+    Real datasets: math-verify parses the last ``\\boxed{}`` of the generated text (else the
+    whole text) and the gold answer (wrapped in ``\\boxed{}``) and checks equivalence. The
+    organism uses ``tl_thinktok.organism.grade``. Parse failures count as wrong.
+
+    Example:
+        >>> grade("math500", "so \\\\boxed{\\\\frac{1}{2}}", "0.5")
+        True
+    """
+    if name == "organism":
+        from tl_thinktok import organism
+
+        return bool(organism.grade(text, answer))
+    if name not in FILE_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    from math_verify import parse, verify
+
+    try:
+        gold = parse(_boxed(str(answer)))
+        boxed = last_boxed(text)
+        pred = parse(_boxed(boxed) if boxed is not None else text)
+        if not gold or not pred:
+            return False
+        return bool(verify(gold, pred))
+    except Exception:  # math-verify raises on exotic LaTeX / timeouts: count as wrong
+        return False

@@ -1,0 +1,264 @@
+"""Resumable, lossless run directories: ``config.json`` + append-only ``results.jsonl``.
+
+A run directory holds the full configuration (with seeds and library versions) and one JSON line
+per finished item, appended with flush + fsync as soon as the item finishes. Reopening the same
+directory with the same configuration skips finished items; a truncated last line (a process
+killed mid-write) is repaired on open; a different configuration is refused with a clear error.
+
+Example:
+    >>> from tl_thinktok.runs import RunDir
+    >>> run = RunDir.open("runs/demo", {"model": "organism", "n": 3, "seed": 0})
+    >>> results = run.map(range(3), key=str, fn=lambda i: {"square": i * i}, desc="demo")
+    >>> [r["square"] for r in results]
+    [0, 1, 4]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.jsonl"
+
+
+class ConfigMismatchError(ValueError):
+    """A run directory already holds a run with a different configuration."""
+
+
+def _canonical(obj: Any) -> Any:
+    """JSON round-trip (tuples → lists, keys → str) so stored and new configs compare equal."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def config_hash(config: dict[str, Any], length: int = 10) -> str:
+    """Short stable hash of a configuration (for naming run directories).
+
+    Example:
+        >>> config_hash({"a": 1}) == config_hash({"a": 1})
+        True
+    """
+    blob = json.dumps(_canonical(config), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the main libraries (recorded in ``config.json``)."""
+    out = {"python": platform.python_version()}
+    for mod in ("torch", "transformer_lens", "transformers", "numpy", "tl_thinktok"):
+        try:
+            out[mod] = str(__import__(mod).__version__)
+        except Exception:  # not installed / no __version__
+            out[mod] = "unavailable"
+    return out
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    keys = sorted(set(a) | set(b))
+    return [
+        f"{k}: {a.get(k, '<missing>')!r} != {b.get(k, '<missing>')!r}"
+        for k in keys
+        if a.get(k, "<missing>") != b.get(k, "<missing>")
+    ]
+
+
+@dataclass
+class RunDir:
+    """A resumable run directory.
+
+    Attributes:
+        path: the directory.
+        config: the run's configuration (JSON-serialisable; include every seed).
+        results: finished results by key, in completion order.
+    """
+
+    path: Path
+    config: dict[str, Any]
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: str | Path, config: dict[str, Any]) -> RunDir:
+        """Create or reopen a run directory.
+
+        Args:
+            path: directory (created if absent).
+            config: JSON-serialisable configuration.
+
+        Returns:
+            The run, with the results already present loaded.
+
+        Raises:
+            ConfigMismatchError: the directory holds a run with a different configuration.
+            ValueError: ``config`` is not JSON-serialisable, or a results line other than the
+                last is corrupt (names the file and line).
+        """
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        try:
+            config = _canonical(config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"config is not JSON-serialisable: {e}") from e
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        cfg_file = path / CONFIG_FILE
+        if cfg_file.exists():
+            stored = json.loads(cfg_file.read_text())
+            old = stored.get("config", {})
+            if old != config:
+                raise ConfigMismatchError(
+                    f"run directory {path} holds a run with a different config "
+                    f"({'; '.join(_diff(old, config))}); use another run directory or delete it"
+                )
+            if stored.get("versions") != library_versions():
+                warnings.warn(
+                    f"resuming {path} with different library versions: "
+                    f"{stored.get('versions')} -> {library_versions()}",
+                    stacklevel=2,
+                )
+        else:
+            payload = {"config": config, "versions": library_versions()}
+            tmp = cfg_file.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+            os.replace(tmp, cfg_file)
+        run = cls(path=path, config=config)
+        run.results = run._load_results()
+        return run
+
+    @property
+    def results_file(self) -> Path:
+        """Path of ``results.jsonl``."""
+        return self.path / RESULTS_FILE
+
+    def _load_results(self) -> dict[str, Any]:
+        file = self.results_file
+        if not file.exists():
+            return {}
+        data = file.read_bytes()
+        lines = data.split(b"\n")
+        out: dict[str, Any] = {}
+        good_end = 0
+        offset = 0
+        for i, raw in enumerate(lines):
+            is_last = i == len(lines) - 1
+            end = offset + len(raw) + (0 if is_last else 1)
+            if raw.strip():
+                try:
+                    if is_last:  # no trailing newline: an interrupted write
+                        raise ValueError("line not terminated")
+                    rec = json.loads(raw)
+                    key, result = rec["key"], rec["result"]
+                except (ValueError, KeyError, TypeError) as e:
+                    tail = lines[i + 1 :]
+                    if any(t.strip() for t in tail):
+                        raise ValueError(f"corrupt record in {file} line {i + 1}: {e}") from e
+                    warnings.warn(
+                        f"{file}: dropping truncated last line {i + 1} (interrupted write)",
+                        stacklevel=3,
+                    )
+                    with file.open("r+b") as f:
+                        f.truncate(good_end)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    break
+                out[key] = result
+            good_end = end
+            offset = end
+        return out
+
+    def done(self, key: str) -> bool:
+        """Whether the item ``key`` has a stored result."""
+        return key in self.results
+
+    def append(self, key: str, result: Any) -> None:
+        """Store one finished item's result durably (write, flush, fsync).
+
+        Raises:
+            ValueError: ``key`` already stored, or ``result`` not JSON-serialisable.
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"key must be str, got {type(key).__name__}")
+        if key in self.results:
+            raise ValueError(f"result for key {key!r} already stored in {self.results_file}")
+        try:
+            line = json.dumps({"key": key, "result": result}, allow_nan=True)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"result for key {key!r} is not JSON-serialisable: {e}") from e
+        with self.results_file.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.results[key] = json.loads(line)["result"]
+
+    def map(
+        self,
+        items: Iterable[T],
+        key: Callable[[T], str],
+        fn: Callable[[T], Any],
+        desc: str | None = None,
+        progress: bool = True,
+    ) -> list[Any]:
+        """Run ``fn`` on every item not yet finished; return all results in ``items`` order.
+
+        Args:
+            items: the work list.
+            key: item → unique string key.
+            fn: item → JSON-serialisable result (appended as soon as it returns).
+            desc: progress bar label.
+            progress: show a tqdm progress bar.
+
+        Example:
+            >>> run.map([1, 2], key=str, fn=lambda i: i + 1)  # doctest: +SKIP
+        """
+        items = list(items)
+        keys = [key(it) for it in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"duplicate item keys in run {self.path}")
+        todo = [(k, it) for k, it in zip(keys, items, strict=True) if k not in self.results]
+        if todo:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                todo,
+                desc=desc or self.path.name,
+                disable=not progress,
+                initial=len(items) - len(todo),
+                total=len(items),
+                leave=False,
+            )
+            for k, it in bar:
+                self.append(k, fn(it))
+        return [self.results[k] for k in keys]
+
+    def artifact(self, name: str) -> Path:
+        """Path for a side file (tensors, plots) inside the run directory (parent created)."""
+        p = self.path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+def finite(x: Any) -> bool:
+    """Whether every number inside a nested JSON-like value is finite (helper for checks).
+
+    Example:
+        >>> finite({"a": [1.0, 2]}), finite([float("nan")])
+        (True, False)
+    """
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return True
+    if isinstance(x, (int, float)):
+        return math.isfinite(x)
+    if isinstance(x, dict):
+        return all(finite(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return all(finite(v) for v in x)
+    return True
