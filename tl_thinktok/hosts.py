@@ -50,6 +50,7 @@ __all__ = [
     "tokenizer_of",
     "to_tokens",
     "model_device",
+    "fix_bridge_kv_cache",
     "hook_points",
     "hook_counts",
 ]
@@ -268,7 +269,7 @@ def model_device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
-def to_tokens(model: Any, text: str, *, prepend_bos: bool = True) -> Int[Tensor, "1 pos"]:
+def to_tokens(model: Any, text: str, *, prepend_bos: bool | None = None) -> Int[Tensor, "1 pos"]:
     """Tokenise ``text`` the same way on both hosts: no special tokens, then optional BOS.
 
     The two hosts' own ``to_tokens`` disagree on BOS (HookedTransformer prepends it by default,
@@ -277,7 +278,9 @@ def to_tokens(model: Any, text: str, *, prepend_bos: bool = True) -> Int[Tensor,
     Args:
         model: HookedTransformer or TransformerBridge with a tokenizer.
         text: raw text (no chat template is applied).
-        prepend_bos: prepend ``tokenizer.bos_token_id`` (if the tokenizer has one).
+        prepend_bos: prepend ``tokenizer.bos_token_id`` (if the tokenizer has one); ``None``
+            (default) follows ``model.cfg.default_prepend_bos`` (``load_model`` sets it to whether
+            the HF tokenizer adds BOS itself).
 
     Returns:
         ``[1, pos]`` long tensor on the model's device.
@@ -285,6 +288,8 @@ def to_tokens(model: Any, text: str, *, prepend_bos: bool = True) -> Int[Tensor,
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     tok = tokenizer_of(model)
+    if prepend_bos is None:
+        prepend_bos = bool(getattr(model.cfg, "default_prepend_bos", True))
     ids = list(tok(text, add_special_tokens=False)["input_ids"])
     bos = getattr(tok, "bos_token_id", None)
     if prepend_bos and bos is not None:
@@ -315,3 +320,40 @@ def hook_counts(model: Any) -> dict[str, int]:
         if n:
             out[name] = n
     return out
+
+
+def _cache_kwarg_pre_hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple:
+    if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
+        kwargs["past_key_values"] = kwargs["cache"]
+    return args, kwargs
+
+
+def fix_bridge_kv_cache(model: Any) -> int:
+    """Make a TransformerBridge's attention see HF's KV cache (TL 3.9 + transformers >= 5.x).
+
+    transformers 5.x passes the cache to attention layers as ``cache=``; TL 3.9's attention
+    bridges only read ``past_key_values=`` / ``layer_past=``, so with the KV cache on, every
+    decoding step attends to itself alone and ``generate`` silently diverges from HF (checked:
+    TL 3.9.0 + transformers 5.24, random Qwen2). This installs, on each attention bridge of THIS
+    model, a forward pre-hook that forwards ``cache`` as ``past_key_values``. Idempotent; a no-op
+    on HookedTransformer and where the kwarg is already named ``past_key_values``.
+
+    Returns:
+        Number of attention modules patched by this call.
+
+    Example:
+        >>> fix_bridge_kv_cache(bridge)  # doctest: +SKIP
+        2
+    """
+    check_host(model)
+    if not is_bridge(model):
+        return 0
+    patched = 0
+    for block in model.blocks:
+        attn = getattr(block, "attn", None)
+        if attn is None or getattr(attn, "_thinktok_cache_fix", False):
+            continue
+        attn.register_forward_pre_hook(_cache_kwarg_pre_hook, with_kwargs=True)
+        attn._thinktok_cache_fix = True
+        patched += 1
+    return patched
