@@ -264,8 +264,8 @@ def chain_rule_terms(joint: ArrayLike) -> Float[np.ndarray, " n_steps"]:
         prev = cur.sum(axis=-1, keepdims=True)  # p(y, h_<step)
         h_cur = cur.sum(axis=0, keepdims=True)  # p(h_<=step)
         h_prev = prev.sum(axis=0, keepdims=True)  # p(h_<step)
-        mask = cur > 0
-        num = np.where(mask, cur, 1.0) * h_prev
+        mask = cur > 0  # then p(h_<j), p(y, h_<j), p(h_<=j) are all > 0 too
+        num = np.where(mask, cur * h_prev, 1.0)
         den = np.where(mask, prev * h_cur, 1.0)
         out[step - 1] = float((cur * np.log2(num / den)).sum())
     return out
@@ -327,8 +327,12 @@ def _check_cond_entropy(h: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def _fano_lhs(p: np.ndarray, n_classes: int) -> np.ndarray:
-    """``H_b(p) + p log2(|Y| - 1)``: increasing on ``[0, 1 - 1/|Y|]`` from 0 to ``log2 |Y|``."""
-    return np.asarray(binary_entropy(p)) + p * math.log2(n_classes - 1)
+    """``H_b(p) + p log2(|Y| - 1)`` for ``0 < p < 1`` (no checks; bisection inner loop).
+
+    Increasing on ``[0, 1 - 1/|Y|]`` from 0 to ``log2 |Y|``.
+    """
+    q = 1.0 - p
+    return -p * np.log2(p) - q * np.log2(q) + p * math.log2(n_classes - 1)
 
 
 def fano_lower_bound(
@@ -369,12 +373,13 @@ def fano_lower_bound(
     hi = np.full_like(h, 1.0 - 1.0 / n_classes)
     for _ in range(n_iter):
         mid = 0.5 * (lo + hi)
+        if np.all((mid == lo) | (mid == hi)):  # adjacent floats: converged
+            break
         ok = _fano_lhs(mid, n_classes) >= h
         hi = np.where(ok, mid, hi)
         lo = np.where(ok, lo, mid)
-        if np.all(hi - lo <= 0):
-            break
-    out = np.where(h <= 0, 0.0, hi)
+    # exact endpoints (the left side is flat at the top, where bisection is only ~1e-8 accurate)
+    out = np.where(h <= 0, 0.0, np.where(h >= math.log2(n_classes), 1.0 - 1.0 / n_classes, hi))
     return float(out) if out.ndim == 0 else out
 
 
