@@ -1,0 +1,174 @@
+"""probe.py: step_residuals / answer_representation / MIProbe vs HF and each other, both hosts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from tl_thinktok import hosts
+from tl_thinktok.loading import load_model
+from tl_thinktok.probe import MIProbe, answer_representation, step_residuals
+
+PROMPT = [1, 40, 41, 42, 43, 44, 45]
+
+
+@pytest.fixture(scope="module", params=["hooked", "bridge"])
+def model(request, qwen2_dir):
+    m = load_model(str(qwen2_dir), host=request.param)
+    hosts.fix_bridge_kv_cache(m)
+    return m
+
+
+@pytest.fixture(scope="module")
+def hf(qwen2_dir):
+    return AutoModelForCausalLM.from_pretrained(str(qwen2_dir)).eval()
+
+
+def _hf_block_outputs(hf, tokens: torch.Tensor, layer: int) -> torch.Tensor:
+    """Output of HF decoder layer ``layer`` (before the final norm), via a torch forward hook."""
+    out = {}
+
+    def grab(mod, args, output):
+        out["h"] = (output[0] if isinstance(output, tuple) else output).detach()
+
+    handle = hf.model.layers[layer].register_forward_hook(grab)
+    try:
+        with torch.no_grad():
+            hf(tokens[None])
+    finally:
+        handle.remove()
+    return out["h"][0]
+
+
+def _generate(model, n, kv=True, prompt=PROMPT):
+    toks = torch.tensor([prompt])
+    with torch.no_grad():
+        return model.generate(
+            toks,
+            max_new_tokens=n,
+            do_sample=False,
+            use_past_kv_cache=kv,
+            stop_at_eos=False,
+            verbose=False,
+        )
+
+
+@pytest.mark.parametrize("layer", [0, -1])
+def test_step_residuals_match_hf_block_output(model, hf, layer):
+    tokens = torch.tensor(PROMPT + [50, 51, 52, 53, 54])
+    h = step_residuals(model, tokens, len(PROMPT), layer)
+    ref = _hf_block_outputs(hf, tokens, layer)
+    assert h.shape == (len(tokens) - len(PROMPT), hosts.d_model(model))
+    # row t = position prompt_len - 1 + t; the last token is never used
+    torch.testing.assert_close(h, ref[len(PROMPT) - 1 : -1], atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kv", [True, False])
+def test_miprobe_equals_step_residuals(model, kv):
+    n = 6
+    probe = MIProbe(layer=-1)
+    before = hosts.hook_counts(model)
+    with probe.attach(model):
+        out = _generate(model, n, kv=kv)
+    assert hosts.hook_counts(model) == before
+    assert out.shape[-1] == len(PROMPT) + n
+    teacher = step_residuals(model, out[0], len(PROMPT), -1)
+    assert probe.residuals.shape == teacher.shape == (n, hosts.d_model(model))
+    # float32: different sequence lengths reorder the matmul sums (a few ulp of |h| ~ 30), so the
+    # tolerance is 1e-5 relative to the residual scale; a one-step misalignment is O(|h|)
+    scale = teacher.abs().max().item()
+    assert (probe.residuals - teacher).abs().max().item() <= 1e-5 * scale
+    # the lens of row t at the last block predicts generated token t (alignment check)
+    pred = hosts.unembed_resid(model, probe.residuals).argmax(-1)
+    assert pred.tolist() == out[0, len(PROMPT) :].tolist()
+
+
+def test_miprobe_middle_layer_and_batch(model):
+    prompts = [PROMPT, [1, 60, 61, 62, 63, 64, 65]]
+    probe = MIProbe(layer=0)
+    with probe.attach(model), torch.no_grad():
+        out = model.generate(
+            torch.tensor(prompts), max_new_tokens=4, do_sample=False, stop_at_eos=False,
+            verbose=False,
+        )  # fmt: skip
+    rows = probe.batch_residuals
+    assert rows.shape == (2, 4, hosts.d_model(model))
+    for i in range(2):
+        ref = step_residuals(model, out[i], len(PROMPT), 0)
+        assert (rows[i] - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+    with pytest.raises(ValueError, match="batch of 2"):
+        _ = probe.residuals
+
+
+def test_answer_representation_matches_hf(model, hf, qwen2_dir):
+    text = "So 12 * 3 = 36, therefore the answer is 36."
+    tok = hosts.tokenizer_of(model)
+    ids = tok(text, add_special_tokens=False).input_ids
+    if model.cfg.default_prepend_bos:
+        ids = [tok.bos_token_id] + ids
+    ref = _hf_block_outputs(hf, torch.tensor(ids), -1)[-1]
+    got = answer_representation(model, text, -1)
+    torch.testing.assert_close(got, ref, atol=2e-5, rtol=1e-5)
+    with_bos = answer_representation(model, text, -1, prepend_bos=True)
+    ids = [tok.bos_token_id] + tok(text, add_special_tokens=False).input_ids
+    ref_bos = _hf_block_outputs(hf, torch.tensor(ids), -1)
+    torch.testing.assert_close(with_bos, ref_bos[-1], atol=2e-5, rtol=1e-5)
+
+
+def _nocco_reference(x: torch.Tensor, y: torch.Tensor, sigma=50.0, eps=1e-5) -> float:
+    """PAPER.md §1 written out literally in float64: tr(R_x R_y), R = K H (K H + eps m I)^-1."""
+    x, y = x.double(), y.double()
+    m = x.shape[0]
+    h = torch.eye(m, dtype=torch.float64) - 1.0 / m
+
+    def r(v):
+        k = torch.exp(-((v[:, None] - v[None, :]) ** 2) / (2 * sigma**2))
+        kt = k @ h
+        return kt @ torch.linalg.inv(kt + eps * m * torch.eye(m, dtype=torch.float64))
+
+    rx, ry = r(x), r(y)
+    return float((rx * ry.T).sum())
+
+
+def test_trajectory_matches_reference_formula(model):
+    probe = MIProbe(-1)
+    with probe.attach(model):
+        _generate(model, 3)
+    # scale up so that sigma = 50 is not degenerate on this tiny random model
+    y = answer_representation(model, "the answer is 36", -1)
+    probe._rows = [r * 40 for r in probe._rows]
+    traj = probe.trajectory(y * 40, sigma=50.0)
+    assert traj.dtype == torch.float64 and traj.shape == (3,)
+    for t in range(3):
+        ref = _nocco_reference(probe.residuals[t], y * 40)
+        assert traj[t].item() == pytest.approx(ref, rel=1e-6, abs=1e-9)
+
+
+def test_errors_and_no_leaks(model):
+    tokens = torch.tensor(PROMPT + [50, 51])
+    with pytest.raises(ValueError, match="prompt_len=9"):
+        step_residuals(model, tokens, 9, -1)
+    with pytest.raises(ValueError, match="prompt_len=0"):
+        step_residuals(model, tokens, 0, -1)
+    with pytest.raises(ValueError, match=r"layer 5 .*n_layers=2"):
+        step_residuals(model, tokens, 3, 5)
+    with pytest.raises(ValueError, match="one sequence"):
+        step_residuals(model, torch.stack([tokens, tokens]), 3, -1)
+    with pytest.raises(ValueError, match="out of range"):
+        step_residuals(model, torch.tensor([1, 2, 10**6]), 1, -1)
+    with pytest.raises(ValueError, match="non-empty"):
+        answer_representation(model, "  ", -1)
+    probe = MIProbe(-1)
+    with pytest.raises(ValueError, match="recorded nothing"):
+        _ = probe.residuals
+    before = hosts.hook_counts(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        with probe.attach(model):
+            model(torch.tensor([PROMPT]))
+            assert hosts.hook_counts(model) != before
+            raise RuntimeError("boom")
+    assert hosts.hook_counts(model) == before
+    assert len(probe) == 1
+    with pytest.raises(ValueError, match=r"shape \[64\]"):
+        probe.trajectory(torch.zeros(3))

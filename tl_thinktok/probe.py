@@ -1,0 +1,240 @@
+"""Step representations h_t and the answer representation h_y (PAPER.md §1).
+
+* :func:`step_residuals` — teacher-forced: ONE forward pass over ``prompt + generated`` that stops
+  after block ``layer``; returns the block output at positions ``prompt_len − 1 … len − 2``, i.e.
+  row ``t`` is the state whose next-token prediction is generated token ``t``.
+* :func:`answer_representation` — the answer text fed alone; last-token state of block ``layer``.
+* :class:`MIProbe` — the same states recorded live during ``model.generate``: one row per forward
+  call (the prefill, then one call per later step), position −1 of each call. With
+  ``max_new_tokens = N`` and no early stop, ``generate`` makes exactly N calls, so
+  ``probe.residuals[t]`` is the state that predicted generated token ``t`` and equals
+  ``step_residuals(model, out[0], prompt_len, layer)[t]`` (tested on both hosts, with and without
+  the KV cache).
+
+Example:
+    >>> probe = MIProbe(layer=-1)
+    >>> with probe.attach(model):                                          # doctest: +SKIP
+    ...     out = model.generate(prompt, max_new_tokens=64, do_sample=False)
+    >>> h_y = answer_representation(model, solution_text, layer=-1)       # doctest: +SKIP
+    >>> mi = probe.trajectory(h_y)                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from tl_thinktok import hosts
+
+__all__ = ["step_residuals", "answer_representation", "MIProbe"]
+
+
+def _as_1d_tokens(tokens: Any) -> Tensor:
+    if not isinstance(tokens, Tensor):
+        try:
+            tokens = torch.as_tensor(tokens)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"tokens must be a tensor or a list of ints: {exc}") from None
+    if tokens.is_floating_point() or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
+    if tokens.ndim == 2:
+        if tokens.shape[0] != 1:
+            raise ValueError(
+                f"tokens must be one sequence ([pos] or [1, pos]), got shape {tuple(tokens.shape)}"
+            )
+        tokens = tokens[0]
+    if tokens.ndim != 1:
+        raise ValueError(f"tokens must be [pos] or [1, pos], got shape {tuple(tokens.shape)}")
+    return tokens.long()
+
+
+def _residuals_at(model: Any, tokens: Tensor, layer: int) -> Tensor:
+    """Block ``layer`` output for all positions of ``tokens`` ([pos]) → [pos, d_model]."""
+    i = hosts.check_layer(model, layer)
+    name = hosts.resid_post_name(model, i)
+    captured: list[Tensor] = []
+
+    def capture(x: Tensor, hook: Any) -> None:
+        captured.append(x.detach())
+
+    toks = tokens.to(hosts.model_device(model))[None]
+    with torch.no_grad(), model.hooks(fwd_hooks=[(name, capture)]):
+        model(toks, stop_at_layer=i + 1)
+    if len(captured) != 1:
+        raise RuntimeError(f"expected one call of {name}, saw {len(captured)}")
+    return captured[0][0].clone()
+
+
+def step_residuals(
+    model: Any,
+    tokens: Int[Tensor, " pos"] | Int[Tensor, "1 pos"],
+    prompt_len: int,
+    layer: int = -1,
+) -> Float[Tensor, "step d_model"]:
+    """Step representations h_t of a finished trace from one teacher-forced forward pass.
+
+    Args:
+        model: HookedTransformer or TransformerBridge.
+        tokens: the full trace ``prompt + generated`` (``[pos]`` or ``[1, pos]``), exactly the ids
+            that were fed to / returned by ``generate`` (no re-tokenisation, so no BOS question).
+        prompt_len: number of prompt tokens (``1 <= prompt_len < pos``).
+        layer: decoder block (negative counts from the end; ``-1`` = last block, the paper's L).
+
+    Returns:
+        ``[pos - prompt_len, d_model]``: row ``t`` is block ``layer``'s output at position
+        ``prompt_len - 1 + t``, the state whose next-token prediction is generated token ``t``.
+
+    Example:
+        >>> out = model.generate(prompt, max_new_tokens=8, do_sample=False)  # doctest: +SKIP
+        >>> h = step_residuals(model, out[0], prompt.shape[-1], layer=-1)    # doctest: +SKIP
+        >>> h.shape                                                          # doctest: +SKIP
+        torch.Size([8, 64])
+    """
+    tokens = _as_1d_tokens(tokens)
+    if isinstance(prompt_len, bool) or not isinstance(prompt_len, int):
+        raise TypeError(f"prompt_len must be an int, got {type(prompt_len).__name__}")
+    if not 1 <= prompt_len < tokens.shape[0]:
+        raise ValueError(
+            f"prompt_len={prompt_len} must satisfy 1 <= prompt_len < len(tokens)={tokens.shape[0]} "
+            "(the trace needs at least one prompt token and one generated token)"
+        )
+    hosts.check_token_ids(model, tokens)
+    # the last token is never fed to predict anything: skip it
+    resid = _residuals_at(model, tokens[:-1], layer)
+    return resid[prompt_len - 1 :]
+
+
+def answer_representation(
+    model: Any, text: str, layer: int = -1, *, prepend_bos: bool | None = None
+) -> Float[Tensor, " d_model"]:
+    """The answer representation h_y: ``text`` fed alone, last-token state of block ``layer``.
+
+    Args:
+        model: HookedTransformer or TransformerBridge with a tokenizer.
+        text: the gold solution text (PAPER.md §1: the worked solution, not just the answer).
+        layer: decoder block (negative counts from the end).
+        prepend_bos: BOS policy, as for the trace; ``None`` follows
+            ``model.cfg.default_prepend_bos`` (see :func:`tl_thinktok.hosts.to_tokens`, identical
+            on both hosts).
+
+    Returns:
+        ``[d_model]`` tensor.
+
+    Example:
+        >>> h_y = answer_representation(model, "2 + 2 = 4, so the answer is 4.")  # doctest: +SKIP
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("answer text must be a non-empty string")
+    tokens = hosts.to_tokens(model, text, prepend_bos=prepend_bos)[0]
+    return _residuals_at(model, tokens, layer)[-1]
+
+
+class MIProbe:
+    """Record block ``layer``'s last-position residual at every forward call (generation step).
+
+    During ``model.generate`` the prefill sees ``[batch, prompt_len, d]`` and each later step
+    ``[batch, 1, d]`` with the KV cache (``[batch, prompt_len + t, d]`` without); the probe keeps
+    position −1 of each call, so with ``N`` new tokens it holds ``N`` rows aligned with
+    :func:`step_residuals` (row ``t`` predicted generated token ``t``). A trace that stops early at
+    EOS yields one row per generated token as well. Every forward pass made while attached is
+    recorded: attach it only around the ``generate`` call you want (``attach`` resets by default).
+
+    Batches: rows are kept per batch element; ``.residuals`` needs batch 1, ``.batch_residuals``
+    gives ``[batch, step, d]`` (with left padding / finished rows the caller must mask).
+
+    Args:
+        layer: decoder block (negative counts from the end).
+
+    Example:
+        >>> probe = MIProbe(layer=-1)
+        >>> with probe.attach(model):                                       # doctest: +SKIP
+        ...     out = model.generate(prompt, max_new_tokens=32, do_sample=False)
+        >>> probe.residuals.shape                                           # doctest: +SKIP
+        torch.Size([32, 64])
+    """
+
+    def __init__(self, layer: int = -1) -> None:
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise TypeError(f"layer must be an int, got {type(layer).__name__}")
+        self.layer = layer
+        self._rows: list[Tensor] = []
+
+    def __repr__(self) -> str:
+        return f"MIProbe(layer={self.layer}, steps={len(self._rows)})"
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def reset(self) -> None:
+        """Forget all recorded steps."""
+        self._rows = []
+
+    def _hook(self, x: Tensor, hook: Any) -> None:
+        # record only; never route on hook.name (the bridge reports its own names)
+        self._rows.append(x[:, -1].detach().clone())
+
+    def fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
+        """``[(resid_post hook name of block layer, recorder)]`` for ``model.hooks(...)``."""
+        return [(hosts.resid_post_name(model, self.layer), self._hook)]
+
+    @contextmanager
+    def attach(self, model: Any, *, reset: bool = True) -> Iterator[MIProbe]:
+        """Context manager: add the recorder to ``model``; removes only its own hook on exit.
+
+        Args:
+            model: HookedTransformer or TransformerBridge.
+            reset: clear previously recorded steps first.
+        """
+        hooks = self.fwd_hooks(model)
+        if reset:
+            self.reset()
+        with model.hooks(fwd_hooks=hooks):
+            yield self
+
+    @property
+    def batch_residuals(self) -> Float[Tensor, "batch step d_model"]:
+        """All recorded rows, ``[batch, step, d_model]``."""
+        if not self._rows:
+            raise ValueError("MIProbe has recorded nothing: run model.generate inside attach()")
+        sizes = {r.shape[0] for r in self._rows}
+        if len(sizes) != 1:
+            raise ValueError(f"recorded calls have different batch sizes {sorted(sizes)}")
+        return torch.stack(self._rows, dim=1)
+
+    @property
+    def residuals(self) -> Float[Tensor, "step d_model"]:
+        """Recorded step states ``[step, d_model]`` (batch 1 only; see ``batch_residuals``)."""
+        rows = self.batch_residuals
+        if rows.shape[0] != 1:
+            raise ValueError(
+                f"MIProbe recorded a batch of {rows.shape[0]} sequences; .residuals needs batch 1, "
+                "use .batch_residuals[i] for sequence i"
+            )
+        return rows[0]
+
+    def trajectory(
+        self, answer_rep: Float[Tensor, " d_model"], estimator: str = "nocco", **kwargs: Any
+    ) -> Float[Tensor, " step"]:
+        """MI proxy between each recorded step and ``answer_rep`` (float64).
+
+        Args:
+            answer_rep: ``[d_model]`` answer representation (:func:`answer_representation`).
+            estimator: name understood by :func:`tl_thinktok.mi.estimate` (``"nocco"`` is the
+                paper's reference estimator, σ = 50, ε = 1e-5).
+            **kwargs: forwarded to the estimator.
+
+        Returns:
+            ``[step]`` float64 MI trajectory.
+        """
+        from tl_thinktok.mi import estimate
+
+        x = self.residuals
+        if not isinstance(answer_rep, Tensor) or answer_rep.shape != (x.shape[-1],):
+            shape = tuple(answer_rep.shape) if isinstance(answer_rep, Tensor) else answer_rep
+            raise ValueError(f"answer_rep must have shape [{x.shape[-1]}], got {shape}")
+        return estimate(x, answer_rep.to(x.device), estimator, **kwargs)
