@@ -147,7 +147,7 @@ def _adjacent_to_half(w: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 def llama2c_to_hf_config(cfg: Llama2cConfig) -> Any:
-    """The ``transformers.LlamaConfig`` equivalent to a llama2.c header (RoPE base 10000, eps 1e-5)."""
+    """The ``transformers.LlamaConfig`` matching a llama2.c header (RoPE base 10000, eps 1e-5)."""
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -387,7 +387,9 @@ class Llama2cTokenizer(_tokenizer_base()):  # type: ignore[misc]
         return dict(self._token_ids)
 
     def _tokenize(self, text: str, **kwargs: Any) -> list[str]:
-        return [self._tokens[i] for i in llama2c_encode(text, self.pieces, self.scores, self._lookup)]
+        return [
+            self._tokens[i] for i in llama2c_encode(text, self.pieces, self.scores, self._lookup)
+        ]
 
     def _convert_token_to_id(self, token: str) -> int:
         return self._token_ids.get(token, UNK_ID)

@@ -1,0 +1,595 @@
+"""Load models into TransformerLens (``HookedTransformer`` or ``TransformerBridge``) offline.
+
+``load_model`` resolves, in order: a bundled name (``"stories260k"``, ``"organism"``,
+``"organism-base"``), a local HF checkpoint directory (Qwen2 / Qwen3 / Llama), a llama2.c checkpoint
+file (or a directory holding one plus ``tokenizer.bin``), an official TransformerLens model name,
+and finally a HuggingFace hub id. Local loads never touch the network: the HookedTransformer config
+is built from the HF ``config.json`` here and the weights are converted with TransformerLens' own
+``convert_*_weights`` with all weight processing off (raw HF numerics).
+
+Example:
+    >>> from tl_thinktok.loading import load_model
+    >>> model = load_model("stories260k")
+    >>> model.thinktok_info.architecture
+    'LlamaForCausalLM'
+    >>> model.to_string(model.generate("Once upon a time", max_new_tokens=4, verbose=False))
+    ... # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SUPPORTED_ARCHITECTURES = ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM")
+BUNDLED_NAMES = ("stories260k", "organism", "organism-base")
+HOSTS = ("hooked", "bridge")
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float64": torch.float64,
+    "fp64": torch.float64,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+NO_PROCESSING = {
+    "fold_ln": False,
+    "center_writing_weights": False,
+    "center_unembed": False,
+    "fold_value_biases": False,
+}
+
+
+@dataclass
+class LoadInfo:
+    """What ``load_model`` loaded; attached to the model as ``model.thinktok_info``.
+
+    Attributes:
+        name: the ``name_or_path`` the user passed.
+        path: resolved local path (None for hub / official TL names).
+        architecture: HF architecture name, e.g. ``"Qwen2ForCausalLM"``.
+        host: ``"hooked"`` (HookedTransformer) or ``"bridge"`` (TransformerBridge).
+        dtype: parameter dtype name, e.g. ``"float32"``.
+        processing: weight processing applied (all False: raw HF numerics).
+
+    Example:
+        >>> info = LoadInfo("stories260k", None, "LlamaForCausalLM", "hooked", "float32")
+        >>> LoadInfo.from_dict(info.to_dict()) == info
+        True
+    """
+
+    name: str
+    path: str | None
+    architecture: str
+    host: str
+    dtype: str
+    processing: dict[str, bool] = field(default_factory=lambda: dict(NO_PROCESSING))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoadInfo:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> LoadInfo:
+        """Read from JSON written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def bundled_model_dir(name: str) -> Path:
+    """Directory of a bundled model (``tl_thinktok/assets/models/<name>/``); may not exist yet."""
+    return Path(__file__).resolve().parent / "assets" / "models" / name
+
+
+def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """Validate a dtype given as ``torch.dtype`` or name (``"float32"``, ``"bf16"``, ...).
+
+    Raises:
+        ValueError: if it is not a supported floating dtype.
+
+    Example:
+        >>> resolve_dtype("bf16")
+        torch.bfloat16
+    """
+    if isinstance(dtype, torch.dtype):
+        if dtype in _DTYPES.values():
+            return dtype
+    elif isinstance(dtype, str):
+        key = dtype.lower().removeprefix("torch.")
+        if key in _DTYPES:
+            return _DTYPES[key]
+    raise ValueError(
+        f"unsupported dtype {dtype!r}; expected one of torch.float32, torch.float64, "
+        "torch.float16, torch.bfloat16 (or their names, e.g. 'float32', 'bf16')"
+    )
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _rope_theta(hf_config: Any) -> float:
+    theta = getattr(hf_config, "rope_theta", None)
+    if theta is None:
+        params = getattr(hf_config, "rope_parameters", None) or {}
+        theta = params.get("rope_theta", 10000.0) if isinstance(params, dict) else 10000.0
+    return float(theta)
+
+
+def _check_rope_scaling(hf_config: Any) -> dict[str, Any]:
+    """Return extra TL cfg fields for supported RoPE scaling; raise on unsupported kinds."""
+    scaling = getattr(hf_config, "rope_scaling", None) or getattr(
+        hf_config, "rope_parameters", None
+    )
+    if not isinstance(scaling, dict):
+        return {}
+    kind = str(scaling.get("rope_type") or scaling.get("type") or "default").lower()
+    if kind == "default":
+        return {}
+    if kind == "llama3":
+        return {
+            "use_NTK_by_parts_rope": True,
+            "NTK_by_parts_factor": float(scaling["factor"]),
+            "NTK_by_parts_low_freq_factor": float(scaling["low_freq_factor"]),
+            "NTK_by_parts_high_freq_factor": float(scaling["high_freq_factor"]),
+            "NTK_original_ctx_len": int(scaling["original_max_position_embeddings"]),
+        }
+    raise ValueError(f"unsupported RoPE scaling {kind!r} (supported: default, llama3)")
+
+
+def hf_config_to_tl_config(
+    hf_config: Any,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+    default_prepend_bos: bool = False,
+) -> Any:
+    """Build a ``HookedTransformerConfig`` from an HF Qwen2 / Qwen3 / Llama config (no hub access).
+
+    Args:
+        hf_config: a ``transformers.PretrainedConfig`` whose ``architectures[0]`` is supported.
+        dtype: parameter dtype.
+        device: target device (None: TransformerLens' default).
+        default_prepend_bos: whether ``to_tokens`` prepends BOS by default (match the tokenizer).
+
+    Returns:
+        The ``HookedTransformerConfig``.
+
+    Raises:
+        ValueError: unsupported architecture or feature (biases on Llama, RoPE scaling kind).
+
+    Example:
+        >>> from transformers import Qwen2Config
+        >>> c = Qwen2Config(hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+        ...                 num_hidden_layers=2, intermediate_size=128, vocab_size=100,
+        ...                 architectures=["Qwen2ForCausalLM"])
+        >>> hf_config_to_tl_config(c).n_key_value_heads
+        2
+    """
+    from transformer_lens import HookedTransformerConfig
+
+    arch = _architecture(hf_config)
+    n_heads = hf_config.num_attention_heads
+    n_kv = getattr(hf_config, "num_key_value_heads", None) or n_heads
+    head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // n_heads
+    if arch == "LlamaForCausalLM" and (
+        getattr(hf_config, "attention_bias", False) or getattr(hf_config, "mlp_bias", False)
+    ):
+        raise ValueError("LlamaForCausalLM with attention_bias/mlp_bias is not supported")
+    if arch != "Qwen3ForCausalLM" and head_dim * n_heads != hf_config.hidden_size:
+        raise ValueError(
+            f"{arch} with head_dim*n_heads != hidden_size ({head_dim}*{n_heads} != "
+            f"{hf_config.hidden_size}) is not supported"
+        )
+    act = getattr(hf_config, "hidden_act", "silu")
+    cfg_dict: dict[str, Any] = {
+        "d_model": hf_config.hidden_size,
+        "d_head": head_dim,
+        "n_heads": n_heads,
+        "n_key_value_heads": n_kv if n_kv != n_heads else None,
+        "d_mlp": hf_config.intermediate_size,
+        "n_layers": hf_config.num_hidden_layers,
+        "n_ctx": hf_config.max_position_embeddings,
+        "eps": hf_config.rms_norm_eps,
+        "d_vocab": hf_config.vocab_size,
+        "act_fn": act,
+        "use_attn_scale": True,
+        "normalization_type": "RMS",
+        "positional_embedding_type": "rotary",
+        "rotary_base": _rope_theta(hf_config),
+        "rotary_dim": head_dim,
+        "rotary_adjacent_pairs": False,
+        "final_rms": True,
+        "gated_mlp": True,
+        "original_architecture": arch,
+        "default_prepend_bos": default_prepend_bos,
+        "tokenizer_prepends_bos": default_prepend_bos,
+        "initializer_range": getattr(hf_config, "initializer_range", 0.02),
+        "dtype": dtype,
+    }
+    if arch == "Qwen3ForCausalLM":
+        cfg_dict["use_qk_norm"] = True
+    cfg_dict.update(_check_rope_scaling(hf_config))
+    if device is not None:
+        cfg_dict["device"] = str(device)
+    return HookedTransformerConfig(**cfg_dict)
+
+
+def _architecture(hf_config: Any) -> str:
+    archs = list(getattr(hf_config, "architectures", None) or [])
+    if not archs:
+        model_type = getattr(hf_config, "model_type", "")
+        guess = {
+            "qwen2": "Qwen2ForCausalLM",
+            "qwen3": "Qwen3ForCausalLM",
+            "llama": "LlamaForCausalLM",
+        }
+        if model_type in guess:
+            return guess[model_type]
+        raise ValueError(
+            f"config has no 'architectures' entry (model_type={model_type!r}); supported "
+            f"architectures: {', '.join(SUPPORTED_ARCHITECTURES)}"
+        )
+    arch = archs[0]
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise ValueError(
+            f"unsupported architecture {arch!r}; supported architectures: "
+            f"{', '.join(SUPPORTED_ARCHITECTURES)}"
+        )
+    return arch
+
+
+def _convert_weights(hf_model: Any, cfg: Any) -> dict[str, torch.Tensor]:
+    from transformer_lens.pretrained.weight_conversions import (
+        convert_llama_weights,
+        convert_qwen2_weights,
+        convert_qwen3_weights,
+    )
+
+    fn = {
+        "Qwen2ForCausalLM": convert_qwen2_weights,
+        "Qwen3ForCausalLM": convert_qwen3_weights,
+        "LlamaForCausalLM": convert_llama_weights,
+    }[cfg.original_architecture]
+    return fn(hf_model, cfg)
+
+
+def tokenizer_adds_bos(tokenizer: Any) -> bool:
+    """Whether ``tokenizer("a")`` starts with its BOS id (as HF users would tokenize)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    ids = tokenizer("a")["input_ids"]
+    return len(ids) > 0 and ids[0] == bos
+
+
+def _build_hooked(hf_model: Any, tokenizer: Any, dtype: torch.dtype, device: Any) -> Any:
+    from transformer_lens import HookedTransformer
+
+    prepend = tokenizer_adds_bos(tokenizer)
+    cfg = hf_config_to_tl_config(
+        hf_model.config, dtype=dtype, device=device, default_prepend_bos=prepend
+    )
+    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    state_dict = _convert_weights(hf_model, cfg)
+    model.load_and_process_state_dict(
+        state_dict,
+        fold_ln=False,
+        center_writing_weights=False,
+        center_unembed=False,
+        fold_value_biases=False,
+        refactor_factored_attn_matrices=False,
+    )
+    model.cfg.default_prepend_bos = prepend
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def _build_bridge(hf_model: Any, tokenizer: Any, name: str, dtype: torch.dtype, device: Any) -> Any:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    prepend = tokenizer_adds_bos(tokenizer)
+    _architecture(hf_model.config)
+    bridge = TransformerBridge.boot_transformers(
+        name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+    )
+    bridge.cfg.default_prepend_bos = prepend
+    patch_bridge_kv_cache(bridge)
+    return bridge.eval()
+
+
+def _alias_cache_kwarg(module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict]:
+    if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
+        kwargs["past_key_values"] = kwargs["cache"]
+    return args, kwargs
+
+
+def patch_bridge_kv_cache(bridge: Any) -> None:
+    """Make TransformerBridge's KV cache work with transformers >= 5.2x (idempotent).
+
+    transformers 5.24 decoder layers pass the cache to attention as ``cache=``, but TL 3.9's
+    bridge attention only reads ``past_key_values=``: the cache is never updated and cached
+    generation silently attends to the newest token only. A torch forward pre-hook on each
+    ``blocks[i].attn`` copies ``cache`` to ``past_key_values``. It is a plain torch hook, not a
+    TransformerLens hook, so ``reset_hooks()`` keeps it.
+
+    Example:
+        >>> patch_bridge_kv_cache(bridge)  # doctest: +SKIP
+    """
+    for block in bridge.blocks:
+        attn = block.attn
+        if getattr(attn, "_thinktok_cache_alias", False):
+            continue
+        attn.register_forward_pre_hook(_alias_cache_kwarg, with_kwargs=True)
+        attn._thinktok_cache_alias = True
+
+
+def _load_tokenizer(tokenizer: Any, default_dir: Path | None) -> Any:
+    """Resolve ``tokenizer=`` (object, directory, llama2.c ``.bin``) or the checkpoint's own."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+    from tl_thinktok.llama2c import Llama2cTokenizer
+
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return tokenizer
+    if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
+        raise TypeError(
+            f"tokenizer must be a transformers tokenizer, a directory or a llama2.c tokenizer.bin "
+            f"path, got {type(tokenizer).__name__}"
+        )
+    src = Path(tokenizer) if tokenizer is not None else default_dir
+    if src is None:
+        raise ValueError("no tokenizer given and none found beside the checkpoint")
+    if src.is_file():
+        return Llama2cTokenizer(src)
+    if src.is_dir():
+        if (src / "tokenizer.json").is_file() or (src / "tokenizer_config.json").is_file():
+            return AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+        raise FileNotFoundError(
+            f"no tokenizer files in {src}: expected tokenizer.json (or tokenizer_config.json); "
+            "pass tokenizer= to load_model"
+        )
+    raise FileNotFoundError(f"tokenizer path does not exist: {src}")
+
+
+def _load_hf_dir(path: Path, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    _architecture(config)
+    if not any((path / f).is_file() for f in _WEIGHT_FILES):
+        raise FileNotFoundError(f"no weights in {path}: expected one of {', '.join(_WEIGHT_FILES)}")
+    tok = _load_tokenizer(tokenizer, path)
+    hf_model = AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=dtype, local_files_only=True, attn_implementation="eager"
+    )
+    return hf_model.eval(), tok
+
+
+def _find_llama2c_checkpoint(path: Path) -> Path | None:
+    if (path / "checkpoint_legacy.bin").is_file():
+        return path / "checkpoint_legacy.bin"
+    bins = sorted(p for p in path.glob("*.bin") if p.name != "tokenizer.bin")
+    return bins[0] if len(bins) == 1 else None
+
+
+def _load_llama2c(ckpt: Path, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+    from tl_thinktok.llama2c import load_llama2c_hf_model
+
+    if tokenizer is None:
+        tok_path = ckpt.parent / "tokenizer.bin"
+        if not tok_path.is_file():
+            raise FileNotFoundError(
+                f"llama2.c checkpoint {ckpt} needs its tokenizer: {tok_path} is missing "
+                "(pass tokenizer='path/to/tokenizer.bin')"
+            )
+        tokenizer = tok_path
+    tok = _load_tokenizer(tokenizer, None)
+    return load_llama2c_hf_model(ckpt, dtype=dtype), tok
+
+
+def _load_local(path: Path, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+    if path.is_file():
+        if path.suffix != ".bin":
+            raise ValueError(
+                f"{path} is a file but not a llama2.c .bin checkpoint; pass a HF checkpoint "
+                "directory (config.json + model.safetensors + tokenizer files) or a .bin file"
+            )
+        return _load_llama2c(path, tokenizer, dtype)
+    if (path / "config.json").is_file():
+        return _load_hf_dir(path, tokenizer, dtype)
+    ckpt = _find_llama2c_checkpoint(path)
+    if ckpt is not None:
+        return _load_llama2c(ckpt, tokenizer, dtype)
+    raise FileNotFoundError(
+        f"{path} holds no model: expected config.json (HF checkpoint directory) or a llama2.c "
+        "checkpoint_legacy.bin with tokenizer.bin"
+    )
+
+
+def _official_tl_name(name: str) -> str | None:
+    try:
+        from transformer_lens.loading_from_pretrained import get_official_model_name
+
+        return get_official_model_name(name)
+    except Exception:
+        return None
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        name.startswith(("/", ".", "~"))
+        or name.count("/") > 1
+        or "\\" in name
+        or name.endswith((".bin", ".safetensors", ".json"))
+    )
+
+
+def _validate_host(host: str) -> str:
+    if host not in HOSTS:
+        raise ValueError(f"unknown host {host!r}; expected one of {', '.join(HOSTS)}")
+    return host
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    host: str = "hooked",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str = torch.float32,
+    tokenizer: Any = None,
+) -> Any:
+    """Load a model into TransformerLens with a working tokenizer and raw (unprocessed) weights.
+
+    Resolution order: bundled name → local directory / file → official TL name → HF hub id.
+
+    Args:
+        name_or_path: ``"stories260k"``, ``"organism"``, ``"organism-base"``, a HF checkpoint dir
+            (Qwen2ForCausalLM / Qwen3ForCausalLM / LlamaForCausalLM), a llama2.c ``.bin``, an
+            official TransformerLens name, or a hub id (needs network).
+        host: ``"hooked"`` → ``HookedTransformer``; ``"bridge"`` → ``TransformerBridge``.
+        device: torch device (None: CPU for local loads).
+        dtype: parameter dtype (``torch.float32`` by default; names such as ``"bf16"`` accepted).
+        tokenizer: a transformers tokenizer, a tokenizer directory, or a llama2.c
+            ``tokenizer.bin`` path; default: the checkpoint's own.
+
+    Returns:
+        The model, with ``model.tokenizer`` and ``model.thinktok_info`` (a :class:`LoadInfo`).
+        ``model.cfg.default_prepend_bos`` is True exactly when the tokenizer itself adds BOS
+        (llama2.c: yes; Qwen: no).
+
+    Raises:
+        ValueError: bad host / dtype, unsupported architecture, unknown name.
+        FileNotFoundError: missing checkpoint, weight or tokenizer files (named in the message).
+
+    Example:
+        >>> model = load_model("stories260k", host="hooked")
+        >>> model.to_tokens("Once upon a time")[0, :2].tolist()
+        [1, 403]
+    """
+    host = _validate_host(host)
+    torch_dtype = resolve_dtype(dtype)
+    name = str(name_or_path)
+    if device is None:
+        device = "cpu"
+    path: Path | None = None
+    if name in BUNDLED_NAMES:
+        path = bundled_model_dir(name)
+        if not path.exists():
+            if name.startswith("organism"):
+                raise FileNotFoundError(
+                    f"the {name!r} model organism is not trained yet ({path} does not exist); "
+                    "train it with: python -m tl_thinktok train-organism"
+                )
+            raise FileNotFoundError(f"bundled model {name!r} is missing: {path} does not exist")
+    elif Path(name).expanduser().exists():
+        path = Path(name).expanduser().resolve()
+    elif _looks_like_path(name):
+        raise FileNotFoundError(
+            f"path does not exist: {name} (and it is not a bundled name: "
+            f"{', '.join(BUNDLED_NAMES)})"
+        )
+
+    if path is not None:
+        hf_model, tok = _load_local(path, tokenizer, torch_dtype)
+        return _finish(hf_model, tok, name, str(path), host, torch_dtype, device)
+
+    official = _official_tl_name(name)
+    if official is not None:
+        return _load_official(name, official, host, torch_dtype, device, tokenizer)
+    if "/" in name:
+        return _load_hub(name, host, torch_dtype, device, tokenizer)
+    raise ValueError(
+        f"unknown model {name!r}: not a bundled name ({', '.join(BUNDLED_NAMES)}), not an existing "
+        "path, not an official TransformerLens name, and not a hub id of the form 'owner/name'"
+    )
+
+
+def _finish(
+    hf_model: Any,
+    tok: Any,
+    name: str,
+    path: str | None,
+    host: str,
+    dtype: torch.dtype,
+    device: Any,
+) -> Any:
+    arch = _architecture(hf_model.config)
+    if host == "hooked":
+        model = _build_hooked(hf_model, tok, dtype, device)
+    else:
+        hf_model = hf_model.to(device)
+        model = _build_bridge(hf_model, tok, path or name, dtype, device)
+    model.thinktok_info = LoadInfo(name, path, arch, host, _dtype_name(dtype))
+    return model
+
+
+def _load_official(
+    name: str, official: str, host: str, dtype: torch.dtype, device: Any, tokenizer: Any
+) -> Any:  # pragma: no cover - needs hub access
+    if host == "hooked":
+        from transformer_lens import HookedTransformer
+
+        model = HookedTransformer.from_pretrained(
+            official,
+            fold_ln=False,
+            center_writing_weights=False,
+            center_unembed=False,
+            fold_value_biases=False,
+            dtype=dtype,
+            device=device,
+            tokenizer=None if tokenizer is None else _load_tokenizer(tokenizer, None),
+        )
+        arch = model.cfg.original_architecture or "unknown"
+    else:
+        from transformer_lens.model_bridge import TransformerBridge
+
+        model = TransformerBridge.boot_transformers(official, device=device, dtype=dtype)
+        arch = (getattr(model.original_model.config, "architectures", None) or ["unknown"])[0]
+    model.thinktok_info = LoadInfo(name, None, arch, host, _dtype_name(dtype))
+    return model
+
+
+def _load_hub(
+    name: str, host: str, dtype: torch.dtype, device: Any, tokenizer: Any
+) -> Any:  # pragma: no cover - needs hub access
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except Exception as err:
+        raise ValueError(
+            f"unknown model {name!r}: not a bundled name ({', '.join(BUNDLED_NAMES)}), not an "
+            f"existing path, and the HF hub lookup failed ({type(err).__name__}: {err})"
+        ) from err
+    _architecture(config)
+    tok = (
+        AutoTokenizer.from_pretrained(name)
+        if tokenizer is None
+        else _load_tokenizer(tokenizer, None)
+    )
+    hf_model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, attn_implementation="eager")
+    return _finish(hf_model.eval(), tok, name, None, host, dtype, device)
