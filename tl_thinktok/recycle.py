@@ -1,0 +1,461 @@
+"""Representation Recycling (RR): run decoder block ``L`` a second time on thinking tokens.
+
+Qian et al. 2025 (arXiv 2506.02867, §5 / Fig. 6) and their reference code (ChnQ/MI-Peaks,
+Apache-2.0) recycle the block-``L`` representation when the model is about to emit a thinking
+token. The reference algorithm, per greedy decoding step, is:
+
+1. normal pass on the new input with the pre-step KV cache; remember block ``L``'s output at the
+   last position; ``candidate = argmax(logits)``;
+2. trigger if ``candidate in T and random() < p`` (``p = 0.5`` in the reference);
+3. if triggered, rerun the step from the SAME pre-step cache with block ``L``'s input at the last
+   position replaced by block ``L``'s remembered output (block ``L`` runs twice, the blocks above
+   run on the recycled stream); the emitted token is the argmax of the recycled logits and the
+   recycled pass's cache replaces the normal one.
+
+:class:`RepresentationRecycling` implements this inside ``model.generate`` with hooks, on
+``HookedTransformer`` and ``TransformerBridge``. Only blocks ``>= L`` are recomputed, and only for
+the last position: the KV cache of every block ``>= L`` is rolled back by one entry first, so each
+position keeps exactly one entry per layer (the recycled one where the step was triggered).
+
+``trigger="input"`` is a single-pass variant: when the token fed at a step (its last input token)
+is in ``T``, block ``L`` is applied ``1 + n_recycles`` times at that position in the same pass.
+
+Cached and uncached generation agree: the component remembers which positions of the current
+sequence were recycled and, in a pass that recomputes the whole sequence (``generate`` with
+``use_past_kv_cache=False``, or a new prompt that extends the previous sequence by one token),
+re-applies recycling at those positions exactly as the KV cache would hold it.
+
+Example:
+    >>> rr = RepresentationRecycling(layer=-3, trigger_token_ids=[12, 40], p=0.5, seed=0)
+    >>> with rr.attach(model):                                   # doctest: +SKIP
+    ...     out = model.generate("So", max_new_tokens=32, do_sample=False)
+    >>> rr.fired                                                 # doctest: +SKIP
+    3
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tl_thinktok import hosts
+
+__all__ = ["RepresentationRecycling", "TRIGGER_MODES"]
+
+TRIGGER_MODES = ("candidate", "input")
+
+
+@dataclass
+class _Step:
+    """What one forward pass of the host exposed to the hooks (internal)."""
+
+    x0: Tensor  # block-0 input (token embeddings) of this pass, [1, n, d]
+    kwargs: dict[int, dict[str, Any]] = field(default_factory=dict)  # block i >= L call kwargs
+    offset: int = 0  # positions already in the KV cache before this pass
+    x_in: Tensor | None = None  # block-L input after replay, [1, n, d]
+    h_last: Tensor | None = None  # block-L output at the last position, [1, 1, d]
+    last_pos: int = 0  # absolute position of the last input token
+
+
+class RepresentationRecycling:
+    """Recycle block ``layer``'s output through block ``layer`` again on thinking tokens.
+
+    Args:
+        layer: 0-indexed decoder block ``L`` (negative counts from the end).
+        trigger_token_ids: the trigger set ``T`` (non-empty; checked against the vocabulary when
+            hooks are built for a model).
+        trigger: ``"candidate"`` (the reference algorithm: trigger on the greedy candidate of a
+            normal pass, rerun the step) or ``"input"`` (trigger on the token fed at the step,
+            single pass).
+        p: probability of recycling when the trigger condition holds (the reference uses 0.5).
+            The coin ``rng.random() < p`` is drawn only when the condition holds, from a
+            ``random.Random(seed)`` owned by this instance.
+        n_recycles: extra applications of block ``L`` in ``"input"`` mode; ``"candidate"`` mode
+            recycles exactly once (as the reference) and needs ``n_recycles == 1``.
+        seed: seed of the instance's RNG (``reset()`` re-seeds it).
+
+    Attributes:
+        fired: number of recycles performed since construction / the last ``reset()``.
+
+    Raises:
+        ValueError: empty trigger set, negative ids, ``p`` outside ``[0, 1]``, ``n_recycles < 1``,
+            an unknown trigger mode; at attach time: layer out of range, ids outside the vocab.
+
+    Example:
+        >>> rr = RepresentationRecycling(-3, [12, 40])
+        >>> with rr.attach(model):                              # doctest: +SKIP
+        ...     model.generate(tokens, max_new_tokens=16, do_sample=False)
+        >>> rr.fired                                            # doctest: +SKIP
+        2
+    """
+
+    def __init__(
+        self,
+        layer: int,
+        trigger_token_ids: Iterable[int] | Tensor,
+        trigger: str = "candidate",
+        p: float = 1.0,
+        n_recycles: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(layer, bool) or not hasattr(layer, "__index__"):
+            raise TypeError(f"layer must be an int, got {type(layer).__name__}: {layer!r}")
+        if trigger not in TRIGGER_MODES:
+            raise ValueError(f"unknown trigger mode {trigger!r}; expected one of {TRIGGER_MODES}")
+        if isinstance(p, bool) or not isinstance(p, (int, float)):
+            raise TypeError(f"p must be a float in [0, 1], got {type(p).__name__}: {p!r}")
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"p must lie in [0, 1], got {p}")
+        if isinstance(n_recycles, bool) or not isinstance(n_recycles, int):
+            raise TypeError(f"n_recycles must be an int >= 1, got {n_recycles!r}")
+        if n_recycles < 1:
+            raise ValueError(f"n_recycles must be >= 1, got {n_recycles}")
+        if trigger == "candidate" and n_recycles != 1:
+            raise ValueError(
+                f"trigger='candidate' recycles exactly once (as the reference); got "
+                f"n_recycles={n_recycles}. Use trigger='input' for repeated recycling."
+            )
+        ids = hosts.check_token_ids(2**62, trigger_token_ids)
+        if not ids:
+            raise ValueError("trigger_token_ids is empty: give at least one trigger token id")
+        self.layer = int(layer.__index__())
+        self.trigger_token_ids: tuple[int, ...] = tuple(sorted(set(ids)))
+        self.trigger = trigger
+        self.p = float(p)
+        self.n_recycles = n_recycles
+        self.seed = seed
+        self.fired = 0
+        self._rng = random.Random(seed)
+        self._busy = False
+        self._step: _Step | None = None
+        self._emb: Tensor | None = None  # block-0 inputs of the current sequence, [1, n, d]
+        self._recycled: list[int] = []  # recycled positions of the current sequence
+        self._trigger_emb: dict[int, Tensor] = {}  # id(model) -> [|T|, d] embeddings
+
+    # ------------------------------------------------------------------ public API
+    def __repr__(self) -> str:
+        return (
+            f"RepresentationRecycling(layer={self.layer}, |T|={len(self.trigger_token_ids)}, "
+            f"trigger={self.trigger!r}, p={self.p}, n_recycles={self.n_recycles}, "
+            f"seed={self.seed}, fired={self.fired})"
+        )
+
+    @property
+    def recycled_positions(self) -> list[int]:
+        """Absolute positions recycled in the current sequence (prompt positions count)."""
+        return list(self._recycled)
+
+    def reset(self) -> None:
+        """Zero ``fired``, re-seed the RNG and forget the current sequence."""
+        self.fired = 0
+        self._rng = random.Random(self.seed)
+        self._step = None
+        self._emb = None
+        self._recycled = []
+
+    def fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
+        """The TransformerLens hooks of this component (``[(hook_name, fn), ...]``).
+
+        RR also needs the arguments each block is called with (KV cache, masks, rotary
+        embeddings), which only :meth:`attach` captures (with torch module pre-hooks): use
+        ``attach`` to run it; these hooks raise ``RuntimeError`` when fired without it.
+        """
+        layer = self._check_model(model)
+        hooks: list[tuple[str, Callable]] = [
+            (f"blocks.{layer}.hook_resid_pre", self._make_resid_pre_hook(model, layer)),
+        ]
+        if self.trigger == "candidate":
+            hooks.append((hosts.resid_post_name(model, layer), self._make_resid_post_hook()))
+            hooks.append((hosts.logits_name(model), self._make_logits_hook(model, layer)))
+        return hooks
+
+    @contextmanager
+    def attach(self, model: Any) -> Iterator[RepresentationRecycling]:
+        """Context manager: install the hooks on ``model``; removes exactly them on exit/error.
+
+        Example:
+            >>> with RepresentationRecycling(-3, [5]).attach(model) as rr:   # doctest: +SKIP
+            ...     model.generate(tokens, max_new_tokens=8, do_sample=False)
+        """
+        hooks = self.fwd_hooks(model)
+        layer = hosts.check_layer(model, self.layer)
+        handles = []
+        try:
+            for i in sorted({0, *range(layer, hosts.n_layers(model))}):
+                pre = self._make_block_pre_hook(model, i, layer)
+                handles.append(model.blocks[i].register_forward_pre_hook(pre, with_kwargs=True))
+            with model.hooks(fwd_hooks=hooks):
+                yield self
+        finally:
+            for h in handles:
+                h.remove()
+            self._step = None
+
+    # ------------------------------------------------------------------ checks
+    def _check_model(self, model: Any) -> int:
+        hosts.check_host(model)
+        layer = hosts.check_layer(model, self.layer)
+        hosts.check_token_ids(model, list(self.trigger_token_ids))
+        if self.trigger == "input" and not hosts.is_bridge(model):
+            pe = getattr(model.cfg, "positional_embedding_type", "rotary")
+            if pe in ("standard", "shortformer"):
+                raise ValueError(
+                    "trigger='input' identifies the fed token by its embedding at block 0, which "
+                    f"needs a model without additive position embeddings (got {pe!r})"
+                )
+        return layer
+
+    # ------------------------------------------------------------------ host plumbing
+    @staticmethod
+    def _call_block(model: Any, i: int, x: Tensor, kwargs: dict[str, Any]) -> Tensor:
+        out = model.blocks[i](x, **kwargs)
+        return out[0] if isinstance(out, tuple) else out
+
+    @staticmethod
+    def _cache_of(model: Any, kw: dict[str, Any]) -> Any:
+        if hosts.is_bridge(model):
+            c = kw.get("cache", None)
+            return c if c is not None else kw.get("past_key_values", None)
+        return kw.get("past_kv_cache_entry", None)
+
+    def _cache_len(self, model: Any, i: int, kw: dict[str, Any]) -> int:
+        c = self._cache_of(model, kw)
+        if c is None:
+            return 0
+        if hosts.is_bridge(model):
+            return int(c.layers[i].get_seq_length()) if len(c.layers) > i else 0
+        return int(c.past_keys.shape[1])
+
+    def _rollback(self, model: Any, step: _Step, layers: Iterable[int]) -> None:
+        """Remove the newest KV entry of each block in ``layers``."""
+        for i in layers:
+            c = self._cache_of(model, step.kwargs[i])
+            if hosts.is_bridge(model):
+                lay = c.layers[i]
+                if getattr(lay, "is_sliding", False) or not getattr(lay, "is_croppable", True):
+                    raise NotImplementedError(
+                        f"RepresentationRecycling cannot roll back a {type(lay).__name__} "
+                        "KV-cache layer (only DynamicLayer is supported)"
+                    )
+                lay.crop(-1)
+            else:
+                c.past_keys = c.past_keys[:, :-1]
+                c.past_values = c.past_values[:, :-1]
+
+    @staticmethod
+    def _slice_kwargs(model: Any, kw: dict[str, Any], sl: slice, *, keep_cache: bool) -> dict:
+        """Restrict per-position block kwargs to query positions ``sl`` (keys: all cached)."""
+        out = dict(kw)
+        if hosts.is_bridge(model):
+            if not keep_cache:
+                out.pop("past_key_values", None)
+                out["cache"] = None
+                out["use_cache"] = False
+            pe = kw.get("position_embeddings")
+            if pe is not None:
+                out["position_embeddings"] = tuple(t[:, sl] for t in pe)
+            if kw.get("position_ids") is not None:
+                out["position_ids"] = kw["position_ids"][..., sl]
+            if kw.get("cache_position") is not None:
+                out["cache_position"] = kw["cache_position"][sl]
+            am = kw.get("attention_mask")
+            if isinstance(am, Tensor) and am.ndim == 4:
+                am = am[..., sl, :]
+                if not keep_cache and sl.stop is not None:
+                    am = am[..., : sl.stop]
+                out["attention_mask"] = am
+            elif isinstance(am, Tensor) and am.ndim == 2 and not keep_cache:
+                out["attention_mask"] = am[:, : sl.stop]
+            return out
+        if not keep_cache:
+            out["past_kv_cache_entry"] = None
+            am = kw.get("attention_mask")
+            if am is not None and sl.stop is not None:
+                out["attention_mask"] = am[:, : sl.stop]
+        spe = kw.get("shortformer_pos_embed")
+        if spe is not None:
+            out["shortformer_pos_embed"] = spe[:, sl]
+        return out
+
+    def _trigger_embeddings(self, model: Any) -> Tensor:
+        key = id(model)
+        if key not in self._trigger_emb:
+            ids = torch.tensor(self.trigger_token_ids, device=hosts.model_device(model))
+            with torch.no_grad():
+                emb = model.embed(ids[None])[0]
+            self._trigger_emb = {key: emb.detach()}
+        return self._trigger_emb[key]
+
+    def _is_trigger_input(self, model: Any, emb: Tensor) -> bool:
+        ref = self._trigger_embeddings(model).to(emb.device, emb.dtype)
+        return bool((ref == emb.reshape(1, -1)).all(-1).any())
+
+    # ------------------------------------------------------------------ hooks
+    def _make_block_pre_hook(self, model: Any, i: int, layer: int) -> Callable:
+        def pre_hook(module: Any, args: tuple, kwargs: dict) -> None:
+            if self._busy:
+                return None
+            if i == 0:
+                x0 = args[0] if args else kwargs.get("hidden_states", kwargs.get("resid_pre"))
+                if x0.shape[0] != 1:
+                    raise ValueError(
+                        "RepresentationRecycling supports batch size 1 only; got a batch of "
+                        f"{x0.shape[0]} sequences (generate one prompt at a time)"
+                    )
+                self._step = _Step(x0=x0.detach())
+            if i >= layer:
+                if self._step is None:
+                    raise RuntimeError("RepresentationRecycling: block 0 was not seen this pass")
+                self._step.kwargs[i] = dict(kwargs)
+                if i == layer:
+                    self._step.offset = self._cache_len(model, layer, kwargs)
+            return None
+
+        return pre_hook
+
+    def _require_step(self) -> _Step:
+        if self._step is None:
+            raise RuntimeError(
+                "RepresentationRecycling hooks fired without the block pre-hooks: run the model "
+                "inside `with rr.attach(model):` (fwd_hooks alone cannot see the KV cache)"
+            )
+        return self._step
+
+    def _update_sequence(self, step: _Step, n: int) -> list[int]:
+        """Track the current sequence; return recycled positions to replay in this pass."""
+        if step.offset == 0:
+            x0 = step.x0
+            cont = (
+                self._emb is not None
+                and x0.shape[1] == self._emb.shape[1] + 1
+                and torch.equal(x0[:, :-1].to(self._emb.device), self._emb)
+            )
+            if not cont:
+                self._recycled = []
+            self._emb = x0.clone()
+            step.last_pos = n - 1
+            return list(self._recycled)
+        seen = 0 if self._emb is None else self._emb.shape[1]
+        if self._emb is None or step.offset != seen or n != 1:
+            raise RuntimeError(
+                f"RepresentationRecycling lost track of the sequence: the KV cache holds "
+                f"{step.offset} positions, {n} new, but {seen} were seen "
+                "(call rr.reset() before reusing a cache)"
+            )
+        self._emb = torch.cat([self._emb, step.x0.to(self._emb.device)], dim=1)
+        step.last_pos = step.offset
+        return []
+
+    def _make_resid_pre_hook(self, model: Any, layer: int) -> Callable:
+        reps = self.n_recycles if self.trigger == "input" else 1
+
+        def resid_pre_hook(x: Tensor, hook: Any) -> Tensor:
+            if self._busy:
+                return x
+            step = self._require_step()
+            n = x.shape[1]
+            replay = self._update_sequence(step, n)
+            fire_now = False
+            if self.trigger == "input" and self._is_trigger_input(model, step.x0[0, -1]):
+                fire_now = self._rng.random() < self.p
+            self._busy = True
+            try:
+                x = x.clone()
+                if step.offset == 0:
+                    todo = sorted(set(replay) | ({n - 1} if fire_now else set()))
+                    for j in todo:
+                        a = x[:, j : j + 1]
+                        kw = self._slice_kwargs(
+                            model, step.kwargs[layer], slice(0, j + 1), keep_cache=False
+                        )
+                        for _ in range(reps):
+                            a = self._call_block(model, layer, torch.cat([x[:, :j], a], 1), kw)
+                            a = a[:, -1:]
+                        x[:, j : j + 1] = a
+                elif fire_now:
+                    a = x
+                    for _ in range(reps):
+                        a = self._call_block(model, layer, a, step.kwargs[layer])
+                        self._rollback(model, step, [layer])
+                    x = a.clone()
+            finally:
+                self._busy = False
+            if fire_now:
+                self.fired += 1
+                self._recycled.append(step.last_pos)
+            step.x_in = x
+            return x
+
+        return resid_pre_hook
+
+    def _make_resid_post_hook(self) -> Callable:
+        def resid_post_hook(x: Tensor, hook: Any) -> None:
+            if self._busy:
+                return None
+            self._require_step().h_last = x[:, -1:].detach().clone()
+            return None
+
+        return resid_post_hook
+
+    def _make_logits_hook(self, model: Any, layer: int) -> Callable:
+        trig = set(self.trigger_token_ids)
+
+        def logits_hook(logits: Tensor, hook: Any) -> Tensor:
+            if self._busy:
+                return logits
+            step = self._require_step()
+            if step.h_last is None or step.x_in is None:
+                raise RuntimeError(f"RepresentationRecycling: block {layer} did not run this pass")
+            candidate = int(logits[0, -1].argmax())
+            if not (candidate in trig and self._rng.random() < self.p):
+                return logits
+            self._busy = True
+            try:
+                new_last = self._recycled_logits(model, step, layer)
+            finally:
+                self._busy = False
+            self.fired += 1
+            self._recycled.append(step.last_pos)
+            logits = logits.clone()
+            logits[:, -1:] = new_last.to(logits.dtype)
+            return logits
+
+        return logits_hook
+
+    def _recycled_logits(self, model: Any, step: _Step, layer: int) -> Float[Tensor, "1 1 d_vocab"]:
+        """Rerun blocks ``>= layer`` with block ``layer``'s input at the last position replaced.
+
+        Called from the logits hook: with a KV cache, the newest entry of every block
+        ``>= layer`` is rolled back and only the last position is recomputed (the recycled
+        entries replace the normal ones); without one, blocks ``>= layer`` rerun over the whole
+        sequence. The final norm and unembedding are called as modules, so other components'
+        logit hooks apply to the recycled logits too.
+        """
+        top = range(layer, hosts.n_layers(model))
+        kw_l = step.kwargs[layer]
+        # a cache that really holds this pass's entries (a host may pass one and ignore it)
+        cached = (
+            self._cache_of(model, kw_l) is not None
+            and self._cache_len(model, layer, kw_l) == step.last_pos + 1
+        )
+        if cached:
+            self._rollback(model, step, top)
+            h = step.h_last
+            for i in top:
+                kw = self._slice_kwargs(model, step.kwargs[i], slice(-1, None), keep_cache=True)
+                h = self._call_block(model, i, h, kw)
+        else:
+            h = step.x_in.clone()
+            h[:, -1:] = step.h_last
+            for i in top:
+                kw = self._slice_kwargs(model, step.kwargs[i], slice(0, None), keep_cache=False)
+                h = self._call_block(model, i, h, kw)
+            h = h[:, -1:]
+        return model.unembed(model.ln_final(h))
