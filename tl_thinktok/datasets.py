@@ -28,6 +28,8 @@ from typing import Any
 DATASETS: tuple[str, ...] = ("gsm8k", "math500", "aime24", "organism")
 FILE_DATASETS: tuple[str, ...] = ("gsm8k", "math500", "aime24")
 FAMILIES: tuple[str, ...] = ("r1", "reference", "raw", "organism")
+#: Number of organism test problems returned by ``load_dataset("organism")`` without ``n``.
+ORGANISM_DEFAULT_N = 500
 
 #: The reference code's prompt (MI-Peaks applications: RR / TTTS).
 REFERENCE_PROMPT = (
@@ -134,19 +136,16 @@ def load_jsonl_items(name: str, path: str | Path) -> list[Item]:
 def _organism_items(n: int | None, seed: int) -> list[Item]:
     from tl_thinktok import organism
 
-    probs = organism.problems("test", n=n if n is not None else 200, seed=seed)
-    out = []
-    for i, p in enumerate(probs):
-        get = p.get if isinstance(p, dict) else (lambda k, d=None, _p=p: getattr(_p, k, d))
-        out.append(
-            Item(
-                id=str(get("id", f"organism-{i}")),
-                question=str(get("question")),
-                answer=str(get("answer")),
-                solution=str(get("solution", get("answer"))),
-            )
+    probs = organism.problems("test", n if n is not None else ORGANISM_DEFAULT_N, seed=seed)
+    return [
+        Item(
+            id=f"organism-s{seed}-{i}",
+            question=p.question,
+            answer=str(p.answer),
+            solution=p.solution,
         )
-    return out
+        for i, p in enumerate(probs)
+    ]
 
 
 def load_dataset(name: str, n: int | None = None, seed: int = 0) -> list[Item]:
@@ -266,7 +265,11 @@ def grade(name: str, text: str, answer: str) -> bool:
     if name == "organism":
         from tl_thinktok import organism
 
-        return bool(organism.grade(text, answer))
+        try:
+            gold = int(str(answer).strip())
+        except ValueError as e:
+            raise ValueError(f"organism answers are integers, got {answer!r}") from e
+        return bool(organism.grade(text, gold))
     if name not in FILE_DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     from math_verify import parse, verify

@@ -239,6 +239,51 @@ class RunDir:
                 self.append(k, fn(it))
         return [self.results[k] for k in keys]
 
+    def map_batched(
+        self,
+        items: Iterable[T],
+        key: Callable[[T], str],
+        fn: Callable[[list[T]], list[Any]],
+        batch_size: int,
+        desc: str | None = None,
+        progress: bool = True,
+    ) -> list[Any]:
+        """Like :meth:`map`, but ``fn`` takes a batch of unfinished items and returns one result
+        per item; each is appended as soon as its batch returns.
+
+        Example:
+            >>> run.map_batched(range(5), str, lambda b: [i * 2 for i in b], 2)  # doctest: +SKIP
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        items = list(items)
+        keys = [key(it) for it in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"duplicate item keys in run {self.path}")
+        todo = [(k, it) for k, it in zip(keys, items, strict=True) if k not in self.results]
+        if todo:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=len(items),
+                initial=len(items) - len(todo),
+                desc=desc or self.path.name,
+                disable=not progress,
+                leave=False,
+            )
+            for s in range(0, len(todo), batch_size):
+                chunk = todo[s : s + batch_size]
+                results = fn([it for _, it in chunk])
+                if len(results) != len(chunk):
+                    raise ValueError(
+                        f"batch function returned {len(results)} results for {len(chunk)} items"
+                    )
+                for (k, _), r in zip(chunk, results, strict=True):
+                    self.append(k, r)
+                bar.update(len(chunk))
+            bar.close()
+        return [self.results[k] for k in keys]
+
     def artifact(self, name: str) -> Path:
         """Path for a side file (tensors, plots) inside the run directory (parent created)."""
         p = self.path / name
