@@ -1,0 +1,164 @@
+"""Thinking-token suppression (PAPER.md §4, Fig. 5): logit −inf for banned ids at every step.
+
+:class:`SuppressTokens` hooks the logits (``unembed.hook_out`` on both hosts) and sets the banned
+ids to ``-inf`` at every position of every forward call, so greedy or sampled ``model.generate``
+can never emit them (HF equivalent: ``generate(..., suppress_tokens=ids)``).
+:func:`random_control` draws the paper's control: the same number of random non-thinking ids.
+
+Example:
+    >>> tt = ThinkingTokens.from_words(model.tokenizer, ["So", "Let", "Hmm"])  # doctest: +SKIP
+    >>> ban = SuppressTokens(tt.token_ids(k=2))                                # doctest: +SKIP
+    >>> with ban.attach(model):                                                # doctest: +SKIP
+    ...     out = model.generate(prompt, max_new_tokens=256, do_sample=False)
+    >>> control = SuppressTokens(random_control(50257, len(ban), tt.token_ids(), seed=0))
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tl_thinktok import hosts
+
+__all__ = ["SuppressTokens", "random_control"]
+
+
+def _as_id_list(token_ids: Any) -> list[int]:
+    if hasattr(token_ids, "token_ids") and callable(token_ids.token_ids):
+        token_ids = token_ids.token_ids()  # a ThinkingTokens list: all of its ids
+    if isinstance(token_ids, (str, bytes)):
+        raise TypeError("token_ids must be integers, not a string (use ThinkingTokens for words)")
+    if isinstance(token_ids, Tensor):
+        if token_ids.is_floating_point() or token_ids.dtype == torch.bool:
+            raise TypeError(f"token_ids must be an integer tensor, got dtype {token_ids.dtype}")
+        token_ids = token_ids.flatten().tolist()
+    if isinstance(token_ids, int):
+        token_ids = [token_ids]
+    out: list[int] = []
+    for i in token_ids:
+        if isinstance(i, bool) or not hasattr(i, "__index__"):
+            raise TypeError(f"token ids must be ints, got {type(i).__name__}: {i!r}")
+        i = int(i.__index__())
+        if i < 0:
+            raise ValueError(f"token ids must be non-negative, got {i}")
+        if i not in out:
+            out.append(i)
+    return out
+
+
+class SuppressTokens:
+    """Ban token ids: their logits are ``-inf`` at every position and generation step.
+
+    Args:
+        token_ids: ids to ban (ints, an integer tensor, or a
+            :class:`~tl_thinktok.vocab.ThinkingTokens` whose ids are all banned). Duplicates are
+            dropped. Checked against the model's vocabulary when attached.
+
+    Attributes:
+        token_ids: the banned ids (sorted, unique).
+        hits: number of (sequence, forward call) pairs in which the model's top-1 next token at the
+            last position was a banned id before suppression (how often the ban had to act).
+
+    Example:
+        >>> ban = SuppressTokens([2100, 4516])
+        >>> with ban.attach(model):                                          # doctest: +SKIP
+        ...     out = model.generate(prompt, max_new_tokens=64, do_sample=False)
+    """
+
+    def __init__(self, token_ids: Iterable[int] | Tensor | Any) -> None:
+        ids = _as_id_list(token_ids)
+        if not ids:
+            raise ValueError("SuppressTokens needs at least one token id (got an empty set)")
+        self.token_ids: list[int] = sorted(ids)
+        self._hits: list[Tensor] = []  # per-call counts, summed lazily (no device sync per step)
+        self._index: dict[torch.device, Tensor] = {}
+
+    def __repr__(self) -> str:
+        return f"SuppressTokens(n={len(self.token_ids)}, hits={self.hits})"
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def hits(self) -> int:
+        """How often the top-1 next token was banned before suppression (see class doc)."""
+        return int(sum(int(h) for h in self._hits))
+
+    def reset(self) -> None:
+        """Zero the ``hits`` counter."""
+        self._hits = []
+
+    def _idx(self, device: torch.device) -> Tensor:
+        idx = self._index.get(device)
+        if idx is None:
+            idx = torch.tensor(self.token_ids, dtype=torch.long, device=device)
+            self._index[device] = idx
+        return idx
+
+    def _hook(self, logits: Tensor, hook: Any) -> Tensor:
+        if logits.shape[-1] <= self.token_ids[-1]:
+            raise ValueError(
+                f"banned id {self.token_ids[-1]} is outside the logits' vocabulary "
+                f"({logits.shape[-1]})"
+            )
+        idx = self._idx(logits.device)
+        last = logits[..., -1, :] if logits.ndim == 3 else logits
+        self._hits.append(torch.isin(last.argmax(-1), idx).sum())
+        return logits.index_fill(-1, idx, float("-inf"))
+
+    def fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
+        """``[("unembed.hook_out", ban)]``; raises ``ValueError`` for ids outside the vocab."""
+        hosts.check_token_ids(model, self.token_ids)
+        return [(hosts.logits_name(model), self._hook)]
+
+    @contextmanager
+    def attach(self, model: Any) -> Iterator[SuppressTokens]:
+        """Context manager: ban the ids on ``model``; removes only its own hook on exit/error."""
+        hooks = self.fwd_hooks(model)
+        with model.hooks(fwd_hooks=hooks):
+            yield self
+
+
+def random_control(
+    vocab_size: int, n: int, exclude: Iterable[int] = (), seed: int = 0
+) -> list[int]:
+    """``n`` distinct random ids in ``[0, vocab_size)`` not in ``exclude`` (the Fig. 5 control).
+
+    Deterministic: the same arguments give the same ids (independent of the global RNGs).
+
+    Args:
+        vocab_size: vocabulary size.
+        n: number of ids (``0 <= n <= vocab_size - |exclude ∩ vocab|``).
+        exclude: ids never drawn (the thinking-token ids, special tokens …).
+        seed: RNG seed.
+
+    Returns:
+        ``n`` ids, sorted.
+
+    Raises:
+        ValueError: impossible request (too few candidates), negative ``n``, bad ``vocab_size``.
+
+    Example:
+        >>> ids = random_control(100, 3, exclude=[1, 2, 3], seed=0)
+        >>> len(ids), len(set(ids)), any(i in (1, 2, 3) for i in ids)
+        (3, 3, False)
+    """
+    for name, v in (("vocab_size", vocab_size), ("n", n), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    excl = set(_as_id_list(list(exclude)))
+    candidates = [i for i in range(vocab_size) if i not in excl]
+    if n > len(candidates):
+        raise ValueError(
+            f"cannot draw {n} distinct ids: only {len(candidates)} of {vocab_size} are not excluded"
+        )
+    return sorted(random.Random(seed).sample(candidates, n))
