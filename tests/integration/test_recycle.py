@@ -1,0 +1,273 @@
+"""RepresentationRecycling vs an independent two-pass reference written against the HF model.
+
+The reference (``_hf_recycle``) follows PAPER.md §5 literally with plain transformers code: per
+step, deep-copy the DynamicCache, run normally while a forward hook on ``model.model.layers[L]``
+remembers its output at the last position; if ``argmax in T and rng.random() < p``, rerun the
+step from the copied cache with a forward pre-hook that replaces that layer's input at the last
+position by the remembered output.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import random
+
+import pytest
+import torch
+import transformers
+
+from tl_thinktok import hosts
+from tl_thinktok.recycle import RepresentationRecycling
+
+N_STEPS = 32
+LAYER = 2
+PROMPT = "So let me"
+
+
+def _fix_bridge_kv_cache(model):
+    """TL 3.9's attention bridge reads ``past_key_values`` but transformers 5.24 passes ``cache``:
+    without this shim the bridge's KV cache stays empty (cached generate != HF)."""
+
+    def pre(_module, args, kwargs):
+        if kwargs.get("cache") is not None and kwargs.get("past_key_values") is None:
+            kwargs["past_key_values"] = kwargs["cache"]
+        return args, kwargs
+
+    for blk in model.blocks:
+        blk.attn.register_forward_pre_hook(pre, with_kwargs=True)
+
+
+def _build(path, host):
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast.from_pretrained(str(path))
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    if host == "bridge":
+        from transformer_lens.model_bridge import TransformerBridge
+
+        model = TransformerBridge.boot_transformers(str(path), hf_model=hf, tokenizer=tok)
+        _fix_bridge_kv_cache(model)
+        return model
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions import convert_qwen2_weights
+
+    c = hf.config
+    rope = getattr(c, "rope_theta", None) or c.rope_parameters["rope_theta"]
+    cfg = HookedTransformerConfig(
+        d_model=c.hidden_size,
+        d_head=c.hidden_size // c.num_attention_heads,
+        n_heads=c.num_attention_heads,
+        d_mlp=c.intermediate_size,
+        n_layers=c.num_hidden_layers,
+        n_ctx=512,
+        d_vocab=c.vocab_size,
+        act_fn="silu",
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_base=rope,
+        rotary_dim=c.hidden_size // c.num_attention_heads,
+        gated_mlp=True,
+        n_key_value_heads=c.num_key_value_heads,
+        final_rms=True,
+        eps=c.rms_norm_eps,
+        original_architecture="Qwen2ForCausalLM",
+        default_prepend_bos=False,
+    )
+    model = HookedTransformer(cfg, tokenizer=tok)
+    model.load_and_process_state_dict(
+        convert_qwen2_weights(hf, cfg),
+        fold_ln=False,
+        center_writing_weights=False,
+        center_unembed=False,
+        fold_value_biases=False,
+    )
+    return model.eval()
+
+
+@torch.no_grad()
+def _hf_recycle(hf, ids, layer, trig, n_steps, p=1.0, seed=0):
+    """Reference two-pass RR on the HF model (returns tokens and number of recycles)."""
+    rng = random.Random(seed)
+    block = hf.model.layers[layer]
+    cache, inp, seq, fired = None, ids, ids, 0
+    for _ in range(n_steps):
+        pre_cache = copy.deepcopy(cache)
+        store = {}
+
+        def remember(_m, _a, out, store=store):
+            store["h"] = (out[0] if isinstance(out, tuple) else out)[:, -1:].clone()
+
+        handle = block.register_forward_hook(remember)
+        out = hf(inp, cache=cache, use_cache=True)
+        handle.remove()
+        if int(out.logits[0, -1].argmax()) in trig and rng.random() < p:
+            fired += 1
+
+            def replace(_m, args, kwargs, store=store):
+                x = args[0].clone()
+                x[:, -1:] = store["h"]
+                return (x, *args[1:]), kwargs
+
+            handle = block.register_forward_pre_hook(replace, with_kwargs=True)
+            out = hf(inp, cache=pre_cache, use_cache=True)
+            handle.remove()
+        cache = out.cache
+        nxt = out.logits[0, -1].argmax().view(1, 1)
+        seq, inp = torch.cat([seq, nxt], 1), nxt
+    return seq, fired
+
+
+@pytest.fixture(scope="module")
+def setup(random_model_dir):
+    path = random_model_dir("qwen2", n_layers=4)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    tok = transformers.PreTrainedTokenizerFast.from_pretrained(str(path))
+    ids = tok(PROMPT, return_tensors="pt").input_ids
+    plain = hf.generate(ids, max_new_tokens=N_STEPS, min_new_tokens=N_STEPS, do_sample=False)
+    gen = plain[0, ids.shape[1] :].tolist()
+    # trigger set = tokens the random model really emits (so recycling fires)
+    trig = [t for t, _ in collections.Counter(gen).most_common(3)]
+    ref, ref_fired = _hf_recycle(hf, ids, LAYER, set(trig), N_STEPS)
+    models = {h: _build(path, h) for h in ("hooked", "bridge")}
+    return dict(hf=hf, ids=ids, plain=plain, trig=trig, ref=ref, ref_fired=ref_fired, m=models)
+
+
+def _gen(model, ids, rr=None, cache=True, n=N_STEPS):
+    kw = dict(max_new_tokens=n, do_sample=False, verbose=False, stop_at_eos=False)
+    if rr is None:
+        return model.generate(ids, use_past_kv_cache=cache, **kw)
+    with rr.attach(model):
+        return model.generate(ids, use_past_kv_cache=cache, **kw)
+
+
+@pytest.mark.parametrize("host", ["hooked", "bridge"])
+def test_candidate_matches_hf_two_pass_reference(setup, host):
+    s = setup
+    assert s["ref_fired"] > 0
+    assert not torch.equal(s["ref"], s["plain"])  # recycling changes the output
+    model = s["m"][host]
+    assert torch.equal(_gen(model, s["ids"]), s["plain"])  # host parity without RR
+    outs = {}
+    for cache in (True, False):
+        rr = RepresentationRecycling(LAYER, s["trig"])
+        outs[cache] = _gen(model, s["ids"], rr, cache=cache)
+        assert rr.fired == s["ref_fired"], (host, cache)
+        assert outs[cache].tolist() == s["ref"].tolist(), (host, cache)
+    assert torch.equal(outs[True], outs[False])  # cached == uncached
+
+
+@pytest.mark.parametrize("host", ["hooked", "bridge"])
+def test_seeded_coin_flip_matches_reference_and_is_deterministic(setup, host):
+    s = setup
+    ref, ref_fired = _hf_recycle(s["hf"], s["ids"], LAYER, set(s["trig"]), N_STEPS, 0.5, seed=3)
+    model = s["m"][host]
+    rr = RepresentationRecycling(LAYER, s["trig"], p=0.5, seed=3)
+    out1 = _gen(model, s["ids"], rr)
+    fired1 = rr.fired
+    rr.reset()
+    out2 = _gen(model, s["ids"], rr, cache=False)
+    assert out1.tolist() == ref.tolist() and fired1 == ref_fired
+    assert torch.equal(out1, out2) and rr.fired == fired1
+
+
+@pytest.mark.parametrize("host", ["hooked", "bridge"])
+def test_trigger_that_never_fires_is_plain_greedy(setup, host):
+    s = setup
+    never = [t for t in range(300) if t not in s["ref"][0].tolist()][:2]
+    rr = RepresentationRecycling(LAYER, never)
+    out = _gen(s["m"][host], s["ids"], rr)
+    assert rr.fired == 0
+    assert torch.equal(out, s["plain"])
+
+
+@torch.no_grad()
+def _hf_input_mode(hf, ids, layer, trig, n_steps, n_recycles):
+    """Reference single-pass variant on HF: if the fed token is a trigger, re-call layer L on its
+    own output ``n_recycles`` times (cache entry rolled back before each call)."""
+    block = hf.model.layers[layer]
+    cache, inp, seq = None, ids, ids
+    for _ in range(n_steps):
+        state = {"busy": False}
+
+        def again(_m, args, kwargs, out, state=state, inp=inp):
+            if state["busy"] or int(inp[0, -1]) not in trig:
+                return None
+            h = out.clone()
+            state["busy"] = True
+            for _ in range(n_recycles):
+                kwargs["cache"].layers[layer].crop(-1)  # one K/V entry per position
+                kw = dict(kwargs)
+                kw["position_embeddings"] = tuple(t[:, -1:] for t in kwargs["position_embeddings"])
+                kw["position_ids"] = kwargs["position_ids"][:, -1:]
+                kw["attention_mask"] = None  # one query attends to every cached key
+                h = torch.cat([h[:, :-1], block(h[:, -1:], **kw)], 1)
+            state["busy"] = False
+            return h
+
+        handle = block.register_forward_hook(again, with_kwargs=True)
+        out = hf(inp, cache=cache, use_cache=True)
+        handle.remove()
+        cache = out.cache
+        nxt = out.logits[0, -1].argmax().view(1, 1)
+        seq, inp = torch.cat([seq, nxt], 1), nxt
+    return seq
+
+
+@pytest.mark.parametrize("host", ["hooked", "bridge"])
+def test_input_mode_matches_hf_reference_cached_and_uncached(setup, host):
+    s = setup
+    trig = set(s["trig"])
+    ref = _hf_input_mode(s["hf"], s["ids"], LAYER, trig, 16, n_recycles=2)
+    n_trig_inputs = sum(int(t) in trig for t in ref[0, s["ids"].shape[1] - 1 : -1])
+    assert n_trig_inputs > 0
+    outs = []
+    for cache in (True, False):
+        rr = RepresentationRecycling(LAYER, s["trig"], trigger="input", n_recycles=2)
+        outs.append(_gen(s["m"][host], s["ids"], rr, cache=cache, n=16))
+        assert rr.fired == n_trig_inputs
+    assert outs[0].tolist() == ref.tolist()
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_validation_errors(setup):
+    model = setup["m"]["hooked"]
+    with pytest.raises(ValueError, match="empty"):
+        RepresentationRecycling(1, [])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        RepresentationRecycling(1, [3], p=1.5)
+    with pytest.raises(ValueError, match="n_recycles"):
+        RepresentationRecycling(1, [3], trigger="input", n_recycles=0)
+    with pytest.raises(ValueError, match="exactly once"):
+        RepresentationRecycling(1, [3], n_recycles=2)
+    with pytest.raises(ValueError, match="unknown trigger mode"):
+        RepresentationRecycling(1, [3], trigger="output")
+    with pytest.raises(ValueError, match="out of range"):
+        RepresentationRecycling(1, [-1])
+    with pytest.raises(ValueError, match="layer 4 is out of range.*n_layers=4"):
+        with RepresentationRecycling(4, [3]).attach(model):
+            pass
+    with pytest.raises(ValueError, match="out of range"):
+        with RepresentationRecycling(1, [hosts.d_vocab(model)]).attach(model):
+            pass
+    rr = RepresentationRecycling(1, [3])
+    with pytest.raises(ValueError, match="batch size 1"):
+        with rr.attach(model):
+            model(torch.tensor([[1, 2, 3], [4, 5, 6]]))
+
+
+@pytest.mark.parametrize("host", ["hooked", "bridge"])
+def test_hooks_removed_on_exit_and_on_error(setup, host):
+    model = setup["m"][host]
+    before = hosts.hook_counts(model)
+    pre = [len(b._forward_pre_hooks) for b in model.blocks]
+    rr = RepresentationRecycling(LAYER, setup["trig"])
+    with rr.attach(model):
+        assert hosts.hook_counts(model) != before
+        model(setup["ids"])
+    assert hosts.hook_counts(model) == before
+    with pytest.raises(RuntimeError, match="boom"):
+        with rr.attach(model):
+            raise RuntimeError("boom")
+    assert hosts.hook_counts(model) == before
+    assert [len(b._forward_pre_hooks) for b in model.blocks] == pre
