@@ -43,6 +43,7 @@ __all__ = [
     "d_vocab",
     "check_layer",
     "resid_post_name",
+    "resid_pre_name",
     "logits_name",
     "final_norm_name",
     "unembed_resid",
@@ -134,6 +135,12 @@ def resid_post_name(model: Any, layer: int) -> str:
     """Hook name of the output (residual stream after) block ``layer`` on this host."""
     i = check_layer(model, layer)
     return f"blocks.{i}.hook_out" if is_bridge(model) else f"blocks.{i}.hook_resid_post"
+
+
+def resid_pre_name(model: Any, layer: int) -> str:
+    """Hook name of the input (residual stream before) block ``layer`` on this host."""
+    i = check_layer(model, layer)
+    return f"blocks.{i}.hook_in" if is_bridge(model) else f"blocks.{i}.hook_resid_pre"
 
 
 def logits_name(model: Any) -> str:

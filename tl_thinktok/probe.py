@@ -135,14 +135,21 @@ def answer_representation(
 
 
 class MIProbe:
-    """Record block ``layer``'s last-position residual at every forward call (generation step).
+    """Record block ``layer``'s last-position residual once per forward pass (generation step).
 
     During ``model.generate`` the prefill sees ``[batch, prompt_len, d]`` and each later step
     ``[batch, 1, d]`` with the KV cache (``[batch, prompt_len + t, d]`` without); the probe keeps
-    position −1 of each call, so with ``N`` new tokens it holds ``N`` rows aligned with
-    :func:`step_residuals` (row ``t`` predicted generated token ``t``). A trace that stops early at
-    EOS yields one row per generated token as well. Every forward pass made while attached is
-    recorded: attach it only around the ``generate`` call you want (``attach`` resets by default).
+    position −1, so with ``N`` new tokens it holds ``N`` rows aligned with :func:`step_residuals`
+    (row ``t`` predicted generated token ``t``). A trace that stops early at EOS yields one row per
+    generated token as well. Every forward pass made while attached is recorded: attach it only
+    around the ``generate`` call you want (``attach`` resets by default).
+
+    One row per pass: if block ``layer`` runs more than once in a pass (a component that reruns
+    upper blocks, e.g. :class:`~tl_thinktok.recycle.RepresentationRecycling`), the LAST output of
+    the pass is kept, i.e. the state whose logits chose the emitted token. Passes are delimited by
+    block 0's input hook (``blocks.0.hook_resid_pre``), which fires once at the start of every
+    forward (``hook_embed`` does not fire in HookedTransformer.generate). Limitation: a component
+    that calls block 0 itself mid-pass (recycling at layer 0) splits that pass into two rows.
 
     Batches: rows are kept per batch element; ``.residuals`` needs batch 1, ``.batch_residuals``
     gives ``[batch, step, d]`` (with left padding / finished rows the caller must mask).
@@ -163,28 +170,41 @@ class MIProbe:
             raise TypeError(f"layer must be an int, got {type(layer).__name__}")
         self.layer = layer
         self._rows: list[Tensor] = []
+        self._pending: Tensor | None = None
 
     def __repr__(self) -> str:
-        return f"MIProbe(layer={self.layer}, steps={len(self._rows)})"
+        return f"MIProbe(layer={self.layer}, steps={len(self)})"
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._rows) + (self._pending is not None)
 
     def reset(self) -> None:
         """Forget all recorded steps."""
         self._rows = []
+        self._pending = None
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self._rows.append(self._pending)
+            self._pending = None
+
+    def _pass_start_hook(self, x: Tensor, hook: Any) -> None:
+        self._flush()
 
     def _hook(self, x: Tensor, hook: Any) -> None:
         # record only; never route on hook.name (the bridge reports its own names)
-        self._rows.append(x[:, -1].detach().clone())
+        self._pending = x[:, -1].detach().clone()
 
     def fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
-        """``[(resid_post hook name of block layer, recorder)]`` for ``model.hooks(...)``."""
-        return [(hosts.resid_post_name(model, self.layer), self._hook)]
+        """``[(block 0 input: pass delimiter), (resid_post of block layer: recorder)]``."""
+        return [
+            (hosts.resid_pre_name(model, 0), self._pass_start_hook),
+            (hosts.resid_post_name(model, self.layer), self._hook),
+        ]
 
     @contextmanager
     def attach(self, model: Any, *, reset: bool = True) -> Iterator[MIProbe]:
-        """Context manager: add the recorder to ``model``; removes only its own hook on exit.
+        """Context manager: add the recorder to ``model``; removes only its own hooks on exit.
 
         Args:
             model: HookedTransformer or TransformerBridge.
@@ -199,6 +219,7 @@ class MIProbe:
     @property
     def batch_residuals(self) -> Float[Tensor, "batch step d_model"]:
         """All recorded rows, ``[batch, step, d_model]``."""
+        self._flush()
         if not self._rows:
             raise ValueError("MIProbe has recorded nothing: run model.generate inside attach()")
         sizes = {r.shape[0] for r in self._rows}
