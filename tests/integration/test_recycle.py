@@ -18,71 +18,12 @@ import torch
 import transformers
 
 from tl_thinktok import hosts
+from tl_thinktok.loading import load_model
 from tl_thinktok.recycle import RepresentationRecycling
 
 N_STEPS = 32
 LAYER = 2
 PROMPT = "So let me"
-
-
-def _fix_bridge_kv_cache(model):
-    """TL 3.9's attention bridge reads ``past_key_values`` but transformers 5.24 passes ``cache``:
-    without this shim the bridge's KV cache stays empty (cached generate != HF)."""
-
-    def pre(_module, args, kwargs):
-        if kwargs.get("cache") is not None and kwargs.get("past_key_values") is None:
-            kwargs["past_key_values"] = kwargs["cache"]
-        return args, kwargs
-
-    for blk in model.blocks:
-        blk.attn.register_forward_pre_hook(pre, with_kwargs=True)
-
-
-def _build(path, host):
-    from transformers import PreTrainedTokenizerFast
-
-    tok = PreTrainedTokenizerFast.from_pretrained(str(path))
-    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
-    if host == "bridge":
-        from transformer_lens.model_bridge import TransformerBridge
-
-        model = TransformerBridge.boot_transformers(str(path), hf_model=hf, tokenizer=tok)
-        _fix_bridge_kv_cache(model)
-        return model
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-    from transformer_lens.pretrained.weight_conversions import convert_qwen2_weights
-
-    c = hf.config
-    rope = getattr(c, "rope_theta", None) or c.rope_parameters["rope_theta"]
-    cfg = HookedTransformerConfig(
-        d_model=c.hidden_size,
-        d_head=c.hidden_size // c.num_attention_heads,
-        n_heads=c.num_attention_heads,
-        d_mlp=c.intermediate_size,
-        n_layers=c.num_hidden_layers,
-        n_ctx=512,
-        d_vocab=c.vocab_size,
-        act_fn="silu",
-        normalization_type="RMS",
-        positional_embedding_type="rotary",
-        rotary_base=rope,
-        rotary_dim=c.hidden_size // c.num_attention_heads,
-        gated_mlp=True,
-        n_key_value_heads=c.num_key_value_heads,
-        final_rms=True,
-        eps=c.rms_norm_eps,
-        original_architecture="Qwen2ForCausalLM",
-        default_prepend_bos=False,
-    )
-    model = HookedTransformer(cfg, tokenizer=tok)
-    model.load_and_process_state_dict(
-        convert_qwen2_weights(hf, cfg),
-        fold_ln=False,
-        center_writing_weights=False,
-        center_unembed=False,
-        fold_value_biases=False,
-    )
-    return model.eval()
 
 
 @torch.no_grad()
@@ -119,7 +60,16 @@ def _hf_recycle(hf, ids, layer, trig, n_steps, p=1.0, seed=0):
 
 
 @pytest.fixture(scope="module")
-def setup(random_model_dir):
+def one_thread():
+    """Tiny models decode faster on one thread (and the CI box has 2 shared cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def setup(random_model_dir, one_thread):
     path = random_model_dir("qwen2", n_layers=4)
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
     tok = transformers.PreTrainedTokenizerFast.from_pretrained(str(path))
@@ -129,7 +79,7 @@ def setup(random_model_dir):
     # trigger set = tokens the random model really emits (so recycling fires)
     trig = [t for t, _ in collections.Counter(gen).most_common(3)]
     ref, ref_fired = _hf_recycle(hf, ids, LAYER, set(trig), N_STEPS)
-    models = {h: _build(path, h) for h in ("hooked", "bridge")}
+    models = {h: load_model(path, host=h) for h in ("hooked", "bridge")}
     return dict(hf=hf, ids=ids, plain=plain, trig=trig, ref=ref, ref_fired=ref_fired, m=models)
 
 
