@@ -131,16 +131,30 @@ def check_layer(model: Any, layer: int) -> int:
     return layer % n
 
 
+def _sae_aware(model: Any, name: str) -> str:
+    """sae-lens replaces a HookPoint by an SAE: hook what flows downstream (its output)."""
+    hook_dict = model.hook_dict
+    if name not in hook_dict and f"{name}.hook_sae_output" in hook_dict:
+        return f"{name}.hook_sae_output"
+    return name
+
+
 def resid_post_name(model: Any, layer: int) -> str:
-    """Hook name of the output (residual stream after) block ``layer`` on this host."""
+    """Hook name of the output (residual stream after) block ``layer`` on this host.
+
+    With a sae-lens SAE spliced in at that point (``HookedSAETransformer.add_sae``), this is the
+    SAE's ``...hook_sae_output``: the stream the blocks above actually read.
+    """
     i = check_layer(model, layer)
-    return f"blocks.{i}.hook_out" if is_bridge(model) else f"blocks.{i}.hook_resid_post"
+    name = f"blocks.{i}.hook_out" if is_bridge(model) else f"blocks.{i}.hook_resid_post"
+    return _sae_aware(model, name)
 
 
 def resid_pre_name(model: Any, layer: int) -> str:
     """Hook name of the input (residual stream before) block ``layer`` on this host."""
     i = check_layer(model, layer)
-    return f"blocks.{i}.hook_in" if is_bridge(model) else f"blocks.{i}.hook_resid_pre"
+    name = f"blocks.{i}.hook_in" if is_bridge(model) else f"blocks.{i}.hook_resid_pre"
+    return _sae_aware(model, name)
 
 
 def logits_name(model: Any) -> str:
