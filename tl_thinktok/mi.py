@@ -59,10 +59,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tl_thinktok.peaks import TraceStats, find_peaks, trace_stats  # re-exported (DESIGN.md)
+
 __all__ = [
     "ESTIMATORS",
     "HSIC",
     "EstimateInfo",
+    "TraceStats",
+    "find_peaks",
+    "trace_stats",
     "estimate",
     "hsic_biased",
     "hsic_nocco",
@@ -643,3 +648,15 @@ def estimate(
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
     return ESTIMATORS[estimator](x, y, **kwargs)
+
+
+_PROBE_EXPORTS = ("step_residuals", "answer_representation", "MIProbe")
+
+
+def __getattr__(name: str) -> object:
+    """Lazy re-exports of :mod:`tl_thinktok.probe` (which itself imports this module lazily)."""
+    if name in _PROBE_EXPORTS:
+        from tl_thinktok import probe
+
+        return getattr(probe, name)
+    raise AttributeError(f"module 'tl_thinktok.mi' has no attribute {name!r}")
