@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,7 +293,10 @@ def _build_hooked(hf_model: Any, tokenizer: Any, dtype: torch.dtype, device: Any
     cfg = hf_config_to_tl_config(
         hf_model.config, dtype=dtype, device=device, default_prepend_bos=prepend
     )
-    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    with warnings.catch_warnings():
+        # TL 3.9 marks HookedTransformer deprecated (removed in TL 4); it is a supported host here.
+        warnings.filterwarnings("ignore", message="HookedTransformer is deprecated")
+        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
     state_dict = _convert_weights(hf_model, cfg)
     model.load_and_process_state_dict(
         state_dict,
@@ -304,7 +308,7 @@ def _build_hooked(hf_model: Any, tokenizer: Any, dtype: torch.dtype, device: Any
     )
     model.cfg.default_prepend_bos = prepend
     if device is not None:
-        model = model.to(device)
+        model = model.to(device, print_details=False)
     return model.eval()
 
 
@@ -471,7 +475,7 @@ def load_model(
             (Qwen2ForCausalLM / Qwen3ForCausalLM / LlamaForCausalLM), a llama2.c ``.bin``, an
             official TransformerLens name, or a hub id (needs network).
         host: ``"hooked"`` → ``HookedTransformer``; ``"bridge"`` → ``TransformerBridge``.
-        device: torch device (None: CPU for local loads).
+        device: torch device (None: ``"cuda"`` if available, else ``"cpu"``).
         dtype: parameter dtype (``torch.float32`` by default; names such as ``"bf16"`` accepted).
         tokenizer: a transformers tokenizer, a tokenizer directory, or a llama2.c
             ``tokenizer.bin`` path; default: the checkpoint's own.
@@ -494,7 +498,7 @@ def load_model(
     torch_dtype = resolve_dtype(dtype)
     name = str(name_or_path)
     if device is None:
-        device = "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     path: Path | None = None
     if name in BUNDLED_NAMES:
         path = bundled_model_dir(name)
