@@ -135,3 +135,57 @@ def test_generate_from_string_decodes_like_hf(host, hf_pair, tl_model):
     )
     assert isinstance(text, str)
     assert text == tok.decode(ref[0])
+
+
+@pytest.fixture(scope="module")
+def qwen3_wide_head_dir(tmp_path_factory):
+    """Qwen3 with head_dim * n_heads != hidden_size (as in real Qwen3 checkpoints)."""
+    import transformers
+
+    from tl_thinktok.testing import make_tokenizer
+
+    path = tmp_path_factory.mktemp("qwen3_wide_head")
+    tok = make_tokenizer(path)
+    cfg = transformers.Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(1)
+    transformers.Qwen3ForCausalLM(cfg).eval().save_pretrained(str(path))
+    return path
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_qwen3_head_dim_not_d_model_over_heads(host, qwen3_wide_head_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf = AutoModelForCausalLM.from_pretrained(
+        str(qwen3_wide_head_dir), attn_implementation="eager"
+    ).eval()
+    tok = AutoTokenizer.from_pretrained(str(qwen3_wide_head_dir))
+    model = load_model(qwen3_wide_head_dir, host=host)
+    assert model.cfg.d_head == 32
+    ids = tok(PROMPTS[1], return_tensors="pt").input_ids
+    with torch.no_grad():
+        err = (model(ids).float() - hf(ids).logits).abs().max().item()
+    assert err < 1e-4
+    ref = _hf_greedy(hf, ids, N_NEW)
+    out = model.generate(
+        ids,
+        max_new_tokens=N_NEW,
+        do_sample=False,
+        stop_at_eos=False,
+        use_past_kv_cache=True,
+        verbose=False,
+    )
+    assert torch.equal(out.cpu(), ref)
