@@ -528,6 +528,94 @@ def trace_pass(ctx: ExpContext, name: str, dataset: str, n: int) -> TraceSet:
 
 
 # --------------------------------------------------------------------------------------------
+# accuracy experiments (shared by fig5 / fig6 / fig7)
+
+#: Top words at peaks reported by the paper (R1-Distill-Llama-8B), most frequent first.
+PAPER_TOP_WORDS = ["So", "Let", "Hmm", "I", "That", "Okay", "The", "Now", "First", "But",
+                   "Wait", "Since", "Then", "Therefore", "Maybe"]  # fmt: skip
+#: Reference RR trigger words (first 10 alphabetic words of the reference list).
+RR_TRIGGER_WORDS = ["So", "Let", "Hmm", "I", "The", "Okay", "That", "First", "Now", "Wait"]
+
+
+def thinking_list(ctx: ExpContext, model: Any, words: Sequence[str] | None = None) -> Any:
+    """Ranked :class:`~tl_thinktok.vocab.ThinkingTokens` for a model.
+
+    ``words`` given: those (in order). Else, the organism: its ``THINKING_WORDS`` (most frequent
+    in its training traces first); other models: the fig4 list of this run
+    (``<out>/fig4_thinking_tokens.jsonl``) if present, else the paper's reported list. Words the
+    tokenizer cannot produce are dropped.
+    """
+    from tl_thinktok.vocab import ThinkingTokens, vocab_index
+
+    tok = model.tokenizer
+    if words is None:
+        jl = ctx.out / "fig4_thinking_tokens.jsonl"
+        if ctx.is_organism:
+            from tl_thinktok import organism
+
+            words = list(organism.THINKING_WORDS)
+        elif jl.exists():
+            return ThinkingTokens.load_jsonl(jl, tok)
+        else:
+            words = PAPER_TOP_WORDS
+    index = vocab_index(tok)
+    keep = [w for w in words if index.ids_for(w)]
+    if not keep:
+        raise ValueError(f"none of the thinking words {list(words)} is a token of this tokenizer")
+    return ThinkingTokens.from_words(tok, keep)
+
+
+def special_ids(model: Any) -> set[int]:
+    """Ids of the tokenizer's special tokens (never banned by random controls)."""
+    tok = model.tokenizer
+    ids = set(getattr(tok, "all_special_ids", []) or [])
+    for a in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id"):
+        v = getattr(tok, a, None)
+        if v is not None:
+            ids.add(int(v))
+    return ids
+
+
+def eval_prompt_ids(ctx: ExpContext, model: Any, name: str, question: str) -> list[int]:
+    """Prompt ids for the accuracy experiments (the model family's prompt)."""
+    return encode(model, prompt_for(ctx.family(name), question))
+
+
+def accuracy_run(ctx: ExpContext, kind: str, extra: dict[str, Any]) -> RunDir:
+    """A resumable run directory for an accuracy experiment."""
+    cfg = {
+        "kind": kind,
+        "model": ctx.model,
+        "seed": ctx.seed,
+        "host": ctx.host,
+        "max_new_tokens": ctx.size("max_new_tokens"),
+        **extra,
+    }
+    return RunDir.open(ctx.run_dir / slug(ctx.model) / f"{kind}-{config_hash(cfg)}", cfg)
+
+
+def generate_and_grade(
+    ctx: ExpContext,
+    model: Any,
+    dataset: str,
+    items: Sequence[Item],
+    hooks: Sequence[tuple[str, Callable]] = (),
+) -> list[dict[str, Any]]:
+    """Greedy answers (batched) for ``items`` with ``hooks`` attached, graded."""
+    prompts = [eval_prompt_ids(ctx, model, ctx.model, it.question) for it in items]
+    out: list[dict[str, Any]] = []
+    bs = ctx.size("batch_size")
+    for s in range(0, len(items), bs):
+        gens = greedy_batch(model, prompts[s : s + bs], ctx.size("max_new_tokens"), fwd_hooks=hooks)
+        for it, g in zip(items[s : s + bs], gens, strict=True):
+            text = decode(model, g)
+            out.append(
+                {"id": it.id, "correct": bool(grade(dataset, text, it.answer)), "n_new": len(g)}
+            )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # outputs
 
 
@@ -730,11 +818,19 @@ def build_parser(prog: str = "tl_thinktok reproduce") -> argparse.ArgumentParser
         help="override a size, e.g. --set n_traces=20 (JSON value)",
     )
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: tiny models on a shared CPU run fastest so)",
+    )
     return ap
 
 
 def context_from_args(args: argparse.Namespace) -> ExpContext:
-    """Build the :class:`ExpContext` of parsed arguments."""
+    """Build the :class:`ExpContext` of parsed arguments (and set torch's CPU threads)."""
+    if args.threads and args.threads > 0:
+        torch.set_num_threads(args.threads)
     overrides = {}
     for kv in args.set:
         if "=" not in kv:

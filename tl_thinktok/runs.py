@@ -53,13 +53,15 @@ def config_hash(config: dict[str, Any], length: int = 10) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of Python and the main libraries (recorded in ``config.json``)."""
+    """Versions of Python and the main libraries (recorded in ``config.json``; no imports)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {"python": platform.python_version()}
-    for mod in ("torch", "transformer_lens", "transformers", "numpy", "tl_thinktok"):
+    for dist in ("torch", "transformer-lens", "transformers", "numpy", "tl-thinktok"):
         try:
-            out[mod] = str(__import__(mod).__version__)
-        except Exception:  # not installed / no __version__
-            out[mod] = "unavailable"
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "unavailable"
     return out
 
 

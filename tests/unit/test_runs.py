@@ -114,3 +114,23 @@ def test_results_roundtrip_losslessly(tmp_path_factory, values):
     again = RunDir.open(d, {"k": 0}).results
     assert list(again) == [str(i) for i in range(len(values))]
     assert list(again.values()) == values
+
+
+def test_map_batched_resumes_and_keeps_order(tmp_path):
+    batches = []
+
+    def fn(batch):
+        batches.append(list(batch))
+        return [{"v": i * 3} for i in batch]
+
+    run = RunDir.open(tmp_path, {"b": 1})
+    run.append("2", {"v": 6})  # finished earlier
+    out = run.map_batched(range(6), key=str, fn=fn, batch_size=2, progress=False)
+    assert out == [{"v": i * 3} for i in range(6)]
+    assert batches == [[0, 1], [3, 4], [5]]
+    with pytest.raises(ValueError, match="batch_size"):
+        run.map_batched([1], key=str, fn=fn, batch_size=0)
+    with pytest.raises(ValueError, match="returned 1 results for 2"):
+        RunDir.open(tmp_path / "x", {}).map_batched(
+            [7, 8], key=str, fn=lambda b: [0], batch_size=2, progress=False
+        )
