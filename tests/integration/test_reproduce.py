@@ -1,0 +1,220 @@
+"""End-to-end tests of ``python -m tl_thinktok reproduce`` (organism and a random HF Qwen2),
+kill -9 resume, and the batched greedy decoder against HF ``generate``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tl_thinktok.experiments_cli import EXPERIMENTS, Summary, check_outputs, reproduce_main
+from tl_thinktok.runs import RunDir
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def reproduce(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tl_thinktok", "reproduce", "--no-progress", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def reproduce_inproc(*args: str) -> int:
+    """``reproduce_main`` in this process (saves the CLI start-up); torch threads restored."""
+    threads = torch.get_num_threads()
+    try:
+        return reproduce_main(["--no-progress", *args])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def all_numbers_finite(x) -> bool:
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return True
+    if isinstance(x, (int, float)):
+        return math.isfinite(x)
+    if isinstance(x, dict):
+        return all(all_numbers_finite(v) for v in x.values())
+    if isinstance(x, list):
+        return all(all_numbers_finite(v) for v in x)
+    raise AssertionError(f"unexpected JSON value {x!r}")
+
+
+def check_all_outputs(out: Path, names) -> None:
+    """Every experiment wrote a summary, a png, data files with finite numbers, a README entry."""
+    readme = (out / "README.md").read_text()
+    for name in names:
+        s = Summary.load(out / f"{name}.summary.json")
+        pngs = [f for f in s.files if f.endswith(".png")]
+        data = [f for f in s.files if f.endswith((".json", ".csv", ".jsonl"))]
+        assert pngs and data, (name, s.files)
+        for f in s.files:
+            p = out / f
+            assert p.exists() and p.stat().st_size > 0, (name, f)
+            if f.endswith(".png"):
+                assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            elif f.endswith(".json"):
+                assert all_numbers_finite(json.loads(p.read_text())), (name, f)
+            elif f.endswith(".csv"):
+                lines = p.read_text().splitlines()
+                assert len(lines) >= 2, (name, f)
+                for cell in ",".join(lines[1:]).split(","):
+                    try:
+                        assert math.isfinite(float(cell)), (name, f, cell)
+                    except ValueError:
+                        pass  # text cell
+        assert all_numbers_finite(s.numbers), name
+        assert f"## {name}:" in readme
+    assert check_outputs(out, list(names)) == []
+
+
+def test_reproduce_quick_organism(tmp_path):
+    out, runs = tmp_path / "figs", tmp_path / "runs"
+    t0 = time.perf_counter()
+    res = reproduce("--quick", "--out", str(out), "--run-dir", str(runs))
+    wall = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr[-4000:]
+    check_all_outputs(out, EXPERIMENTS)
+    readme = (out / "README.md").read_text()
+    assert "about the organism" in readme
+    # the trace pass ran once per model and was reused by every trace-based script
+    trace_dirs = sorted(p.name for p in (runs / "organism").glob("traces-*"))
+    assert len(trace_dirs) == 1, trace_dirs
+    assert len(list((runs / "organism-base").glob("traces-*"))) == 1
+    fig4 = json.loads((out / "fig4.json").read_text())
+    # last block + greedy decoding: the lens token at a peak is the generated token
+    assert fig4["reasoning"]["lens_equals_generated"] == 1.0
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["mode"] == "quick"
+    print(f"reproduce --quick (organism): {wall:.1f} s wall, {timings['total_s']} s inside")
+
+
+def test_reproduce_random_qwen2_all_experiments(tmp_path, qwen2_dir, random_model_dir):
+    base = random_model_dir("qwen2", seed=1)
+    out, runs = tmp_path / "figs", tmp_path / "runs"
+    rc = reproduce_inproc(
+        "--model", str(qwen2_dir), "--base-model", str(base), "--quick",
+        "--eval-datasets", "gsm8k", "--out", str(out), "--run-dir", str(runs),
+    )  # fmt: skip
+    assert rc == 0
+    check_all_outputs(out, EXPERIMENTS)
+    fig2 = json.loads((out / "fig2.json").read_text())
+    assert fig2["reasoning"]["model"] == str(qwen2_dir)
+    fig6 = json.loads((out / "fig6.json").read_text())
+    assert fig6["dataset"] == "aime24" and fig6["layer"] == 1  # int(0.72 * 2 layers)
+
+
+def _trace_results(run_root: Path) -> dict:
+    (d,) = [p for p in run_root.rglob("traces-*") if p.is_dir()]
+    lines = (d / "results.jsonl").read_text().splitlines()
+    recs = [json.loads(s) for s in lines]
+    return {r["key"]: r["result"] for r in recs}
+
+
+def test_kill9_resume_equals_uninterrupted(tmp_path, qwen2_dir):
+    args = ["--model", str(qwen2_dir), "--quick", "--only", "fig2", "--set", "n_traces=6",
+            "--set", "batch_size=1", "--set", "max_new_tokens=24"]  # fmt: skip
+    ref = reproduce_inproc(*args, "--out", str(tmp_path / "o1"), "--run-dir", str(tmp_path / "r1"))
+    assert ref == 0
+    reference = _trace_results(tmp_path / "r1")
+    assert len(reference) == 6
+
+    runs = tmp_path / "r2"
+    cmd = [sys.executable, "-m", "tl_thinktok", "reproduce", "--no-progress", *args,
+           "--out", str(tmp_path / "o2"), "--run-dir", str(runs)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    killed_after = None
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            files = list(runs.rglob("results.jsonl"))
+            if files:
+                n = len(files[0].read_text().splitlines())
+                if 2 <= n < 6:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed_after = n
+                    break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None and killed_after is None:
+            proc.kill()
+        proc.wait()
+    assert killed_after is not None, "the run finished before it could be killed mid-run"
+    partial = _trace_results(runs)
+    assert 2 <= len(partial) < 6
+    again = reproduce_inproc(*args, "--out", str(tmp_path / "o2"), "--run-dir", str(runs))
+    assert again == 0
+    resumed = _trace_results(runs)
+    assert list(resumed) == list(reference)
+    assert resumed == reference
+    # finished items were not recomputed: their lines are unchanged and first in the file
+    assert {k: resumed[k] for k in partial} == partial
+
+
+def test_config_change_uses_new_run_dir_and_rundir_refuses(tmp_path, qwen2_dir):
+    base = ["--model", str(qwen2_dir), "--quick", "--only", "fig2", "--run-dir",
+            str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--set", "n_traces=2",
+            "--set", "max_new_tokens=4"]  # fmt: skip
+    assert reproduce_inproc(*base) == 0
+    assert reproduce_inproc(*base, "--set", "max_new_tokens=5") == 0
+    dirs = sorted(p for p in (tmp_path / "r").rglob("traces-*") if p.is_dir())
+    assert len(dirs) == 2
+    cfg = json.loads((dirs[0] / "config.json").read_text())["config"]
+    with pytest.raises(ValueError, match="different config"):
+        RunDir.open(dirs[0], {**cfg, "max_new_tokens": 99})
+
+
+def test_greedy_batch_matches_hf_generate(qwen2_dir):
+    from transformers import AutoModelForCausalLM
+
+    from tl_thinktok.experiments_cli import encode, greedy, greedy_batch
+    from tl_thinktok.loading import load_model
+
+    model = load_model(str(qwen2_dir))
+    hf = AutoModelForCausalLM.from_pretrained(str(qwen2_dir)).eval()
+    texts = ["So, let me compute", "The quick brown fox jumps over the lazy", "Hmm 12"]
+    prompts = [encode(model, t) for t in texts]
+    assert len({len(p) for p in prompts}) == 3  # different lengths: left padding is exercised
+    eos = model.tokenizer.eos_token_id
+    batched = greedy_batch(model, prompts, 10)
+    for p, got in zip(prompts, batched, strict=True):
+        with torch.no_grad():
+            ref = hf.generate(
+                torch.tensor([p]),
+                max_new_tokens=10,
+                do_sample=False,
+                pad_token_id=model.tokenizer.pad_token_id,
+            )
+        ref = ref[0, len(p) :].tolist()
+        if eos in ref:
+            ref = ref[: ref.index(eos) + 1]
+        assert got == ref
+        assert greedy(model, p, 10) == got
+
+
+def test_spearman_and_jaccard_against_closed_forms():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import peaks_robustness as pr
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.permutation(12).astype(float), rng.permutation(12).astype(float)
+        d = a - b  # ranks are the values themselves (0..11, no ties)
+        expected = 1 - 6 * (d**2).sum() / (12 * (12**2 - 1))
+        assert pr.spearman(a, b) == pytest.approx(expected, abs=1e-12)
+    assert pr.spearman(np.array([1.0, 2, 2, 3]), np.array([1.0, 2, 2, 3])) == pytest.approx(1.0)
+    assert math.isnan(pr.spearman(np.ones(4), np.arange(4.0)))
+    assert pr.jaccard([1, 2, 3], [2, 3, 4]) == 0.5
+    assert pr.jaccard([], []) == 1.0
