@@ -122,7 +122,10 @@ class RepresentationRecycling:
                 f"trigger='candidate' recycles exactly once (as the reference); got "
                 f"n_recycles={n_recycles}. Use trigger='input' for repeated recycling."
             )
-        ids = hosts.check_token_ids(2**62, trigger_token_ids)
+        try:  # ints >= 0 here; the vocabulary bound is checked when attached to a model
+            ids = hosts.check_token_ids(2**62, trigger_token_ids)
+        except ValueError as err:
+            raise ValueError(f"trigger_token_ids must be non-negative token ids: {err}") from err
         if not ids:
             raise ValueError("trigger_token_ids is empty: give at least one trigger token id")
         self.layer = int(layer.__index__())
