@@ -75,7 +75,7 @@ class SuppressTokens:
         if not ids:
             raise ValueError("SuppressTokens needs at least one token id (got an empty set)")
         self.token_ids: list[int] = sorted(ids)
-        self._hits: list[Tensor] = []  # per-call counts, summed lazily (no device sync per step)
+        self._hits: list[Tensor] = []  # per-call top-1 ids, checked lazily (no sync per step)
         self._index: dict[torch.device, Tensor] = {}
 
     def __repr__(self) -> str:
@@ -87,7 +87,10 @@ class SuppressTokens:
     @property
     def hits(self) -> int:
         """How often the top-1 next token was banned before suppression (see class doc)."""
-        return int(sum(int(h) for h in self._hits))
+        if not self._hits:
+            return 0
+        tops = [t.to("cpu") for t in self._hits]
+        return int(torch.isin(torch.cat(tops), torch.tensor(self.token_ids)).sum())
 
     def reset(self) -> None:
         """Zero the ``hits`` counter."""
@@ -108,8 +111,10 @@ class SuppressTokens:
             )
         idx = self._idx(logits.device)
         last = logits[..., -1, :] if logits.ndim == 3 else logits
-        self._hits.append(torch.isin(last.argmax(-1), idx).sum())
-        return logits.index_fill(-1, idx, float("-inf"))
+        self._hits.append(last.argmax(-1).flatten())  # one kernel; compared with the ban lazily
+        if torch.is_grad_enabled() and logits.requires_grad:
+            return logits.index_fill(-1, idx, float("-inf"))
+        return logits.index_fill_(-1, idx, float("-inf"))  # in place: no copy of the logits
 
     def fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
         """``[("unembed.hook_out", ban)]``; raises ``ValueError`` for ids outside the vocab."""
