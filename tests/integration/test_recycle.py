@@ -16,6 +16,8 @@ import random
 import pytest
 import torch
 import transformers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tl_thinktok import hosts
 from tl_thinktok.loading import load_model
@@ -221,3 +223,22 @@ def test_hooks_removed_on_exit_and_on_error(setup, host):
             raise RuntimeError("boom")
     assert hosts.hook_counts(model) == before
     assert [len(b._forward_pre_hooks) for b in model.blocks] == pre
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    layer=st.integers(-4, 3),
+    n_trig=st.integers(1, 6),
+    p=st.sampled_from([0.3, 0.5, 1.0]),
+    seed=st.integers(0, 10),
+)
+def test_any_layer_p_and_seed_match_reference_cached_and_uncached(setup, layer, n_trig, p, seed):
+    s = setup
+    trig = sorted(set(s["plain"][0, s["ids"].shape[1] :].tolist()))[:n_trig]
+    ref, ref_fired = _hf_recycle(s["hf"], s["ids"], layer % 4, set(trig), 12, p, seed)
+    for cache in (True, False):
+        rr = RepresentationRecycling(layer, trig, p=p, seed=seed)
+        out = _gen(s["m"]["hooked"], s["ids"], rr, cache=cache, n=12)
+        assert out.tolist() == ref.tolist() and rr.fired == ref_fired, (cache, rr)
