@@ -10,7 +10,8 @@ Example:
     >>> ban = SuppressTokens(tt.token_ids(k=2))                                # doctest: +SKIP
     >>> with ban.attach(model):                                                # doctest: +SKIP
     ...     out = model.generate(prompt, max_new_tokens=256, do_sample=False)
-    >>> control = SuppressTokens(random_control(50257, len(ban), tt.token_ids(), seed=0))
+    >>> ids = random_control(50257, len(ban), tt.token_ids(), seed=0)        # doctest: +SKIP
+    >>> control = SuppressTokens(ids)                                          # doctest: +SKIP
 """
 
 from __future__ import annotations
