@@ -26,6 +26,22 @@ _EXPORTS = {
     "SuppressTokens": "tl_thinktok.suppress",
     "random_control": "tl_thinktok.suppress",
     "RepresentationRecycling": "tl_thinktok.recycle",
+    "HSIC": "tl_thinktok.mi",
+    "EstimateInfo": "tl_thinktok.mi",
+    "estimate": "tl_thinktok.mi",
+    "hsic_nocco_standardized": "tl_thinktok.mi",
+    "hsic_biased": "tl_thinktok.mi",
+    "residual_norm": "tl_thinktok.mi",
+    "aggregate": "tl_thinktok.peaks",
+    "LensResult": "tl_thinktok.lens",
+    "TokenCounts": "tl_thinktok.lens",
+    "budget_forcing": "tl_thinktok.ttts",
+    "reference_ttts": "tl_thinktok.ttts",
+    "TTTSResult": "tl_thinktok.ttts",
+    "ReasoningProcess": "tl_thinktok.bounds",
+    "BoundsCurve": "tl_thinktok.bounds",
+    "fano_lower_bound": "tl_thinktok.bounds",
+    "hellman_raviv_upper_bound": "tl_thinktok.bounds",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
