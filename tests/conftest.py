@@ -1,4 +1,4 @@
-"""Shared fixtures: random-weight HF checkpoints saved to temp dirs (local stand-ins for real models)."""
+"""Shared fixtures: random-weight HF checkpoints in temp dirs (local stand-ins for real models)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def random_model_dir(tmp_path_factory):
-    """Factory: ``random_model_dir("qwen2" | "qwen3" | "llama", **kwargs) -> Path`` (cached per args)."""
+    """Factory: ``random_model_dir(arch, **kwargs) -> Path`` (arch: qwen2, qwen3, llama; cached)."""
     cache: dict = {}
 
     def make(arch: str = "qwen2", **kwargs):

@@ -76,7 +76,7 @@ def make_random_hf_model(
     init_std: float = 0.2,
     tie_word_embeddings: bool = False,
 ) -> Path:
-    """Save a random-weight HF causal LM (``qwen2``, ``qwen3`` or ``llama``) plus tokenizer to ``path``.
+    """Save a random-weight HF causal LM (qwen2, qwen3 or llama) and its tokenizer to ``path``.
 
     ``init_std`` is larger than HF's default so that greedy generation is not degenerate (a model
     with tiny weights repeats one token forever, which makes parity tests weak).
