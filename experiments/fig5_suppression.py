@@ -55,6 +55,8 @@ def run(ctx: ExpContext) -> Summary:
     ks = ctx.size("k_values") or list(range(0, k_max + 1))
     ks = sorted({min(int(k), k_max) for k in ks})
     n_random = max(3, int(ctx.size("n_random")))
+    kr_size = ctx.size("k_random")
+    k_random = set(ks) if kr_size is None else {min(int(k), k_max) for k in kr_size}
     exclude = set(tt.token_ids()) | protected_ids(ctx, model)
     vocab = len(model.tokenizer)
     results: dict[str, dict] = {}
@@ -70,6 +72,7 @@ def run(ctx: ExpContext) -> Summary:
                 "words": tt.words,
                 "ks": ks,
                 "n_random": n_random,
+                "k_random": sorted(k_random),
                 "exclude": sorted(exclude),
             },
         )
@@ -77,7 +80,7 @@ def run(ctx: ExpContext) -> Summary:
         for k in ks:
             ids_k = tt.token_ids(k) if k > 0 else []
             units.append((f"thinking|{k}", k, ids_k))
-            if k > 0:
+            if k > 0 and k in k_random:
                 for r in range(n_random):
                     rid = random_control(
                         vocab, len(ids_k), exclude=exclude, seed=ctx.seed * 100003 + r * 1009 + k
@@ -106,14 +109,17 @@ def run(ctx: ExpContext) -> Summary:
         curve = []
         for k in ks:
             th = by[f"thinking|{k}"]["accuracy"]
-            rnd = [by[f"random{r}|{k}"]["accuracy"] for r in range(n_random)] if k else [th]
+            has_rnd = k == 0 or k in k_random
+            rnd = [th]
+            if k and has_rnd:
+                rnd = [by[f"random{r}|{k}"]["accuracy"] for r in range(n_random)]
             curve.append(
                 {
                     "dataset": ds,
                     "k": k,
                     "thinking_acc": th,
-                    "random_acc_mean": float(np.mean(rnd)),
-                    "random_acc_std": float(np.std(rnd)),
+                    "random_acc_mean": float(np.mean(rnd)) if has_rnd else None,
+                    "random_acc_std": float(np.std(rnd)) if has_rnd else None,
                     "n_ids": by[f"thinking|{k}"]["n_ids"],
                     "thinking_hits": by[f"thinking|{k}"]["hits"],
                     "n_items": len(items),
@@ -132,10 +138,12 @@ def run(ctx: ExpContext) -> Summary:
             color="tab:red",
             label="suppress first k thinking words",
         )
-        m = np.array([x["random_acc_mean"] for x in c])
-        sd = np.array([x["random_acc_std"] for x in c])
-        ax.plot(k, m, "s--", color="tab:gray", label=f"random ids (mean of {n_random})")
-        ax.fill_between(k, m - sd, m + sd, color="tab:gray", alpha=0.2)
+        cr = [x for x in c if x["random_acc_mean"] is not None]
+        kr = [x["k"] for x in cr]
+        m = np.array([x["random_acc_mean"] for x in cr])
+        sd = np.array([x["random_acc_std"] for x in cr])
+        ax.plot(kr, m, "s--", color="tab:gray", label=f"random ids (mean of {n_random} draws)")
+        ax.fill_between(kr, m - sd, m + sd, color="tab:gray", alpha=0.2)
         ax.set_xlabel("k (words suppressed)")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
@@ -152,9 +160,9 @@ def run(ctx: ExpContext) -> Summary:
     for ds, r in results.items():
         c = r["curve"]
         numbers[f"{ds}: acc k=0"] = c[0]["thinking_acc"]
-        numbers[f"{ds}: acc k={c[-1]['k']} thinking / random"] = (
-            f"{c[-1]['thinking_acc']:.3f} / {c[-1]['random_acc_mean']:.3f}"
-        )
+        for x in c[1:]:
+            rnd = "" if x["random_acc_mean"] is None else f" / random {x['random_acc_mean']:.3f}"
+            numbers[f"{ds}: acc k={x['k']}"] = f"thinking {x['thinking_acc']:.3f}{rnd}"
     numbers["word order"] = ", ".join(tt.words[:k_max])
     return Summary(
         name=NAME,

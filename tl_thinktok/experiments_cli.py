@@ -64,20 +64,22 @@ ORGANISM_NAMES = ("organism", "organism-base")
 
 #: Sizes per (model kind, mode). ``n_*`` = number of problems; budgets in generated tokens.
 SIZES: dict[tuple[str, str], dict[str, Any]] = {
+    # organism sizes fit `reproduce` in ~15 min (full) / ~3 min (--quick) on 2 CPU cores
     ("organism", "full"): dict(
         n_traces=100,
         max_new_tokens=320,
         n_base_traces=100,
         n_eval=50,
         k_max=12,
-        k_values=None,
+        k_values=[0, 1, 2, 3, 4, 6, 8, 12],
+        k_random=[1, 3, 6, 12],
         n_random=3,
-        n_rr=50,
-        budgets=[16, 32, 48, 64, 96, 128, 192],
-        n_ttts=40,
-        ttts_words=["Wait", "So", "Let", "Hmm"],
-        n_bounds_steps=12,
-        batch_size=25,
+        n_rr=40,
+        budgets=[48, 96, 160],
+        n_ttts=15,
+        ttts_words=["Wait"],
+        n_bounds_steps=10,
+        batch_size=50,
     ),
     ("organism", "quick"): dict(
         n_traces=8,
@@ -85,15 +87,17 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
         n_base_traces=4,
         n_eval=6,
         k_max=12,
-        k_values=[0, 3, 6, 12],
+        k_values=[0, 4, 12],
+        k_random=[12],
         n_random=3,
-        n_rr=6,
-        budgets=[24, 64, 160],
-        n_ttts=6,
+        n_rr=4,
+        budgets=[32, 160],
+        n_ttts=4,
         ttts_words=["Wait"],
-        n_bounds_steps=6,
+        n_bounds_steps=4,
         batch_size=8,
     ),
+    # real models: paper sizes for traces (100 MATH problems, 512 tokens); small accuracy sets
     ("hf", "full"): dict(
         n_traces=100,
         max_new_tokens=512,
@@ -101,6 +105,7 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
         n_eval=30,
         k_max=10,
         k_values=None,
+        k_random=None,
         n_random=3,
         n_rr=30,
         budgets=None,
@@ -116,6 +121,7 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
         n_eval=2,
         k_max=3,
         k_values=[0, 1, 3],
+        k_random=[3],
         n_random=3,
         n_rr=2,
         budgets=[6, 12],
@@ -182,12 +188,16 @@ class ExpContext:
         self.run_dir = Path(self.run_dir)
         if self.host not in ("hooked", "bridge"):
             raise ValueError(f"host must be 'hooked' or 'bridge', got {self.host!r}")
-        if self.is_organism:
+        if isinstance(self.base_model, str) and self.base_model.lower() == "none":
+            self.base_model = None
+            self._no_base = True
+        elif self.is_organism and not getattr(self, "_no_base", False):
             if self.base_model is None and self.model == "organism":
                 self.base_model = "organism-base"
             elif self.base_model is None and Path(self.model).name == "organism":
                 sibling = Path(self.model).parent / "organism-base"
                 self.base_model = str(sibling) if sibling.is_dir() else None
+        if self.is_organism:
             self.dataset = self.dataset or "organism"
             self.eval_datasets = self.eval_datasets or ["organism"]
             self.rr_dataset = self.rr_dataset or "organism"
@@ -219,9 +229,19 @@ class ExpContext:
     def load(self, name: str) -> Any:
         """Load (once) a model by bundled name, hub id or local HF dir."""
         if name not in self._models:
-            from tl_thinktok.loading import load_model
+            from tl_thinktok.loading import bundled_model_dir, load_model
 
-            model = load_model(name, host=self.host, device=self.device)
+            tokenizer = None
+            if model_family(name) == "organism":
+                # the organism's word-level tokenizer must load as PreTrainedTokenizerFast
+                # (AutoTokenizer picks the Qwen2 BPE class from config.json and re-tokenises)
+                from transformers import PreTrainedTokenizerFast
+
+                d = bundled_model_dir(name) if name in ORGANISM_NAMES else Path(name)
+                tokenizer = PreTrainedTokenizerFast.from_pretrained(str(d))
+            model = load_model(name, host=self.host, device=self.device, tokenizer=tokenizer)
+            if tokenizer is not None and type(model.tokenizer) is not type(tokenizer):
+                model.tokenizer = tokenizer  # TL re-loads tokenizers through AutoTokenizer
             if hasattr(model, "eval"):
                 model.eval()
             self._models[name] = model
@@ -796,7 +816,9 @@ def build_parser(prog: str = "tl_thinktok reproduce") -> argparse.ArgumentParser
     """Arguments shared by ``reproduce`` and every script."""
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="organism", help="bundled name, hub id or local HF dir")
-    ap.add_argument("--base-model", default=None, help="base twin (default organism-base)")
+    ap.add_argument(
+        "--base-model", default=None, help="base twin (default organism-base; 'none' = no base)"
+    )
     ap.add_argument("--dataset", default=None, help="trace dataset (gsm8k/math500/aime24/organism)")
     ap.add_argument(
         "--eval-datasets", default=None, help="comma list for fig5/fig7 (default: all three)"
