@@ -15,7 +15,8 @@ Command line (also ``python -m tl_thinktok train-organism ...``)::
 
 Without ``--smoke`` each style runs its entry of :data:`RECIPES`, the configurations of the bundled
 checkpoints: the reasoning organism was trained on one GPU (2102 steps of batch 64, 3.5 min on an
-H200; far longer on 2 CPU cores), the base organism on 2 shared CPU cores (800 steps of batch 16).
+H200; far longer on 2 CPU cores), the base organism on 2 shared CPU cores (2000 steps of batch 16,
+15 min).
 
 Example:
     >>> from tl_thinktok.organism_train import evaluate
@@ -105,8 +106,8 @@ RECIPES: dict[str, dict[str, Any]] = {
                       batch_size=64, warmup=100, n_train=60000, bucket=False, eval_every=500,
                       eval_n_curve=100, acceptance_k=(5, 10)),
     # the bundled base organism: trained on 2 shared CPU cores (1 torch thread)
-    "base": dict(d_model=128, n_layers=4, d_mlp=512, steps=800, batch_size=16, warmup=50,
-                 n_train=16000, bucket=True, eval_every=200, eval_n_curve=50),
+    "base": dict(d_model=128, n_layers=4, d_mlp=512, steps=2000, batch_size=16, warmup=50,
+                 n_train=16000, bucket=True, eval_every=500, eval_n_curve=50),
 }  # fmt: skip
 """Per-style configurations of the bundled checkpoints (what ``train-organism`` runs by default)."""
 
@@ -611,10 +612,12 @@ def configs_from_args(args: argparse.Namespace) -> list[TrainConfig]:
             if key not in TrainConfig.__dataclass_fields__:
                 raise ValueError(f"--set: unknown TrainConfig field {key!r}")
             cur = getattr(cfg, key)
-            if isinstance(cur, bool):
-                new: Any = val.lower() in ("1", "true", "yes")
+            if val.lower() == "none":
+                new: Any = None
+            elif isinstance(cur, bool):
+                new = val.lower() in ("1", "true", "yes")
             elif cur is None:
-                new = None if val.lower() == "none" else _number_or_str(val)
+                new = _number_or_str(val)
             else:
                 new = type(cur)(val)
             cfg = replace(cfg, **{key: new})
