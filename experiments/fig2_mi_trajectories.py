@@ -34,6 +34,18 @@ def run(ctx: ExpContext) -> Summary:
         peaks = rec["peaks"]
         ax.plot(np.arange(len(m)), m, lw=1.0, color="tab:blue")
         ax.scatter(peaks, m[peaks], color="tab:red", zorder=3, s=18, label="peaks (Q3+1.5 IQR)")
+        tok = ctx.load(ts.model).tokenizer
+        words = [tok.decode([rec["gen_ids"][p]]).strip() for p in peaks]
+        for p, w in zip(peaks, words, strict=True):
+            ax.annotate(
+                w,
+                (p, m[p]),
+                textcoords="offset points",
+                xytext=(0, 4),
+                ha="center",
+                fontsize=7,
+                color="tab:red",
+            )
         ax.set_title(f"{role}: {ts.model} — trace {rec['id']}", fontsize=9)
         ax.set_xlabel("generation step t")
         ax.set_ylabel("MI(h_t, h_y)")
@@ -43,10 +55,12 @@ def run(ctx: ExpContext) -> Summary:
             "id": rec["id"],
             "mi": rec["mi"],
             "peaks": peaks,
+            "peak_tokens": words,
             "text": rec["text"],
         }
         numbers[f"{role}: steps"] = len(m)
         numbers[f"{role}: peaks"] = len(peaks)
+        numbers[f"{role}: tokens at peaks"] = " ".join(words)
         numbers[f"{role}: max MI"] = float(m.max())
         numbers[f"{role}: median MI"] = float(np.median(m))
     fig.tight_layout()

@@ -174,13 +174,14 @@ def test_config_change_uses_new_run_dir_and_rundir_refuses(tmp_path, qwen2_dir):
         RunDir.open(dirs[0], {**cfg, "max_new_tokens": 99})
 
 
-def test_greedy_batch_matches_hf_generate(qwen2_dir):
+@pytest.mark.parametrize("host", ["hooked", "bridge"])
+def test_greedy_batch_matches_hf_generate(qwen2_dir, host):
     from transformers import AutoModelForCausalLM
 
     from tl_thinktok.experiments_cli import encode, greedy, greedy_batch
     from tl_thinktok.loading import load_model
 
-    model = load_model(str(qwen2_dir))
+    model = load_model(str(qwen2_dir), host=host)
     hf = AutoModelForCausalLM.from_pretrained(str(qwen2_dir)).eval()
     texts = ["So, let me compute", "The quick brown fox jumps over the lazy", "Hmm 12"]
     prompts = [encode(model, t) for t in texts]
