@@ -173,3 +173,22 @@ def test_last_boxed_balanced():
     assert last_boxed("a \\boxed{7} b \\boxed{\\frac{1}{2}} c") == "\\frac{1}{2}"
     assert last_boxed("no box") is None
     assert last_boxed("\\boxed{unclosed") is None
+
+
+def test_organism_items_prompt_and_grade():
+    from tl_thinktok import organism
+
+    items = load_dataset("organism", n=5, seed=2)
+    probs = organism.problems("test", 5, seed=2)
+    assert [it.question for it in items] == [p.question for p in probs]
+    assert [it.answer for it in items] == [str(p.answer) for p in probs]
+    assert [it.solution for it in items] == [p.solution for p in probs]
+    assert len({it.id for it in items}) == 5
+    assert load_dataset("organism", n=5, seed=2) == items
+    assert prompt_for("organism", items[0].question) == f"Question: {items[0].question}\nAnswer:"
+    ans = items[0].answer
+    assert grade("organism", "<think> So ... </think> \\boxed{ " + " ".join(ans) + " }", ans)
+    assert not grade("organism", "</think> \\boxed{ 1 0 0 }", ans)
+    assert not grade("organism", "no box", ans)
+    with pytest.raises(ValueError, match="integers"):
+        grade("organism", "\\boxed{1}", "x")
