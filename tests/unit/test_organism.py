@@ -330,3 +330,10 @@ def test_eval_result_roundtrip(tmp_path, tiny_model, tok):
         ot.evaluate((tiny_model, tok), n=0)
     with pytest.raises(ValueError, match="config.json"):
         ot.evaluate(tmp_path, n=1)
+
+
+def test_thinking_tokens_contain_each_exact_word(tok):
+    tt = organism.thinking_tokens(tok, organism.THINKING_WORDS[:5])
+    assert list(tt.words) == organism.THINKING_WORDS[:5]
+    for word, ids in zip(tt.words, tt.ids, strict=True):
+        assert tok.convert_tokens_to_ids(word) in ids
