@@ -63,6 +63,10 @@ def run(ctx: ExpContext) -> Summary:
             fontsize=9,
         )
         ax.set_ylabel("count at peaks")
+        if not top:
+            ax.text(0.5, 0.5, "no alphabetic token at any peak", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9)  # fmt: skip
+            ax.set_xticks([])
         data[role] = {
             "model": ts.model,
             "top": top,

@@ -122,7 +122,7 @@ def run(ctx: ExpContext) -> Summary:
                 color="tab:gray" if cond == "original" else None,
                 label="original" if cond == "original" else f"TTTS ({cond})",
             )
-        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({x["budget"] for x in curve}))
         ax.set_xlabel("thinking-token budget")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)

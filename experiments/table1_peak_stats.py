@@ -51,7 +51,7 @@ def run(ctx: ExpContext) -> Summary:
     import matplotlib.pyplot as plt
 
     rows = table_rows(ctx)
-    fig, ax = plt.subplots(figsize=(10, 0.6 + 0.45 * (len(rows) + len(PAPER))))
+    fig, ax = plt.subplots(figsize=(10, 0.5 + 0.28 * (len(rows) + len(PAPER))))
     ax.axis("off")
     cells = [
         [
@@ -72,6 +72,7 @@ def run(ctx: ExpContext) -> Summary:
     t = ax.table(
         cellText=cells,
         colLabels=["model", "#peaks", "#steps", "ratio", "max int.", "min int.", "avg int."],
+        colWidths=[0.28] + [0.12] * 6,
         loc="center",
     )
     t.auto_set_font_size(False)

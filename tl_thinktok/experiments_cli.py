@@ -744,6 +744,16 @@ def write_readme(out: Path, ctx: ExpContext | None = None) -> Path:
         "Do not edit: regenerate with `python -m tl_thinktok reproduce --out figures/`.",
         "",
     ]
+    tf = out / "timings.json"
+    if tf.exists():
+        t = json.loads(tf.read_text())
+        lines += [
+            f"Last `reproduce` run: model `{t.get('model')}`, mode `{t.get('mode')}`, "
+            f"{t.get('total_s', 0):.0f} s in total on {t.get('device', 'cpu')} "
+            f"({t.get('threads', '?')} torch thread(s)); sizes: "
+            f"`{json.dumps(t.get('sizes', {}))}`.",
+            "",
+        ]
     if any("organism" in s.model for s in sums):
         lines += [
             "**Figures made on the model organism are about the organism**, a tiny Qwen2 "
@@ -986,6 +996,7 @@ def reproduce_main(argv: Sequence[str] | None = None) -> int:
         timings[name] = s.seconds
         print(f"[reproduce] {name} done in {s.seconds:.1f} s", flush=True)
     total = time.perf_counter() - t0
+    sizes = {k: ctx.size(k) for k in SIZES[("organism", "full")]}
     save_json(
         ctx.out,
         "timings",
@@ -994,8 +1005,13 @@ def reproduce_main(argv: Sequence[str] | None = None) -> int:
             "per_experiment_s": timings,
             "mode": ctx.mode,
             "model": ctx.model,
+            "base_model": ctx.base_model,
+            "device": ctx.device or "cpu",
+            "threads": torch.get_num_threads(),
+            "sizes": sizes,
         },
     )
+    write_readme(ctx.out, ctx)
     problems = check_outputs(ctx.out, [n for n in names if n not in failed])
     for p in problems:
         print(f"[reproduce] problem: {p}", file=sys.stderr)
