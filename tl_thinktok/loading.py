@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -307,6 +308,7 @@ def _build_hooked(hf_model: Any, tokenizer: Any, dtype: torch.dtype, device: Any
         refactor_factored_attn_matrices=False,
     )
     model.cfg.default_prepend_bos = prepend
+    keep_tokenizer_class(model, tokenizer)
     if device is not None:
         model = model.to(device, print_details=False)
     return model.eval()
@@ -321,8 +323,36 @@ def _build_bridge(hf_model: Any, tokenizer: Any, name: str, dtype: torch.dtype, 
         name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
     )
     bridge.cfg.default_prepend_bos = prepend
+    keep_tokenizer_class(bridge, tokenizer)
     patch_bridge_kv_cache(bridge)
     return bridge.eval()
+
+
+_GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def keep_tokenizer_class(model: Any, tokenizer: Any) -> None:
+    """Undo TransformerLens' re-load of ``tokenizer`` through ``AutoTokenizer`` (idempotent).
+
+    TL re-loads the tokenizer by name with ``add_bos_token=True``. In transformers 5
+    ``AutoTokenizer`` picks the class from ``config.json``'s ``model_type`` (e.g.
+    ``Qwen2Tokenizer``) even when the directory's own ``tokenizer.json`` is a different pipeline
+    (a word-level or plain byte-level BPE tokenizer saved as ``PreTrainedTokenizerFast``), and the
+    re-loaded copy then tokenises text differently. Here TL's BOS copy is rebuilt with the class
+    the user's tokenizer really has, keeping TL's padding side and its
+    ``tokenizer_prepends_bos`` flag consistent.
+    """
+    if tokenizer is None or type(model.tokenizer) is type(tokenizer):
+        return
+    kwargs = copy.deepcopy(tokenizer.init_kwargs)
+    source = kwargs.pop("name_or_path", None) or getattr(tokenizer, "name_or_path", None)
+    kwargs.pop("add_bos_token", None)
+    fixed = tokenizer
+    if tokenizer.bos_token is not None and source and Path(source).is_dir():
+        fixed = type(tokenizer).from_pretrained(source, add_bos_token=True, **kwargs)
+    fixed.padding_side = model.tokenizer.padding_side
+    model.tokenizer = fixed
+    model.cfg.tokenizer_prepends_bos = len(fixed.encode("")) > 0
 
 
 def _alias_cache_kwarg(module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict]:
@@ -351,6 +381,14 @@ def patch_bridge_kv_cache(bridge: Any) -> None:
         attn._thinktok_cache_alias = True
 
 
+def _saved_tokenizer_class(directory: Path) -> str | None:
+    """``tokenizer_class`` recorded in ``directory/tokenizer_config.json`` (None if absent)."""
+    cfg = directory / "tokenizer_config.json"
+    if not cfg.is_file():
+        return None
+    return json.loads(cfg.read_text(encoding="utf-8")).get("tokenizer_class")
+
+
 def _load_tokenizer(tokenizer: Any, default_dir: Path | None) -> Any:
     """Resolve ``tokenizer=`` (object, directory, llama2.c ``.bin``) or the checkpoint's own."""
     from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -371,6 +409,12 @@ def _load_tokenizer(tokenizer: Any, default_dir: Path | None) -> Any:
         return Llama2cTokenizer(src)
     if src.is_dir():
         if (src / "tokenizer.json").is_file() or (src / "tokenizer_config.json").is_file():
+            if _saved_tokenizer_class(src) in _GENERIC_TOKENIZER_CLASSES:
+                # AutoTokenizer would pick the model_type's class (e.g. Qwen2Tokenizer) and
+                # re-tokenise this directory's generic tokenizer.json differently.
+                from transformers import PreTrainedTokenizerFast
+
+                return PreTrainedTokenizerFast.from_pretrained(str(src), local_files_only=True)
             return AutoTokenizer.from_pretrained(str(src), local_files_only=True)
         raise FileNotFoundError(
             f"no tokenizer files in {src}: expected tokenizer.json (or tokenizer_config.json); "

@@ -36,7 +36,7 @@ def arch_dirs(qwen2_dir, llama_dir, random_model_dir):
 @pytest.fixture(scope="module")
 def hf_pair(arch_dirs):
     """``get(arch) -> (hf_model, hf_tokenizer)`` (cached)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     cache: dict = {}
 
@@ -46,7 +46,9 @@ def hf_pair(arch_dirs):
             hf = AutoModelForCausalLM.from_pretrained(
                 str(path), dtype=torch.float32, attn_implementation="eager"
             ).eval()
-            cache[arch] = (hf, AutoTokenizer.from_pretrained(str(path)))
+            # The stand-ins save a generic tokenizer.json (tokenizer_class PreTrainedTokenizerFast);
+            # transformers 5's AutoTokenizer would swap in the model_type's class and re-tokenise.
+            cache[arch] = (hf, PreTrainedTokenizerFast.from_pretrained(str(path)))
         return cache[arch]
 
     return get
