@@ -229,19 +229,9 @@ class ExpContext:
     def load(self, name: str) -> Any:
         """Load (once) a model by bundled name, hub id or local HF dir."""
         if name not in self._models:
-            from tl_thinktok.loading import bundled_model_dir, load_model
+            from tl_thinktok.loading import load_model
 
-            tokenizer = None
-            if model_family(name) == "organism":
-                # the organism's word-level tokenizer must load as PreTrainedTokenizerFast
-                # (AutoTokenizer picks the Qwen2 BPE class from config.json and re-tokenises)
-                from transformers import PreTrainedTokenizerFast
-
-                d = bundled_model_dir(name) if name in ORGANISM_NAMES else Path(name)
-                tokenizer = PreTrainedTokenizerFast.from_pretrained(str(d))
-            model = load_model(name, host=self.host, device=self.device, tokenizer=tokenizer)
-            if tokenizer is not None and type(model.tokenizer) is not type(tokenizer):
-                model.tokenizer = tokenizer  # TL re-loads tokenizers through AutoTokenizer
+            model = load_model(name, host=self.host, device=self.device)
             if hasattr(model, "eval"):
                 model.eval()
             self._models[name] = model
