@@ -411,48 +411,27 @@ def compute_mi(
     x: Float[Tensor, "step d"], y: Float[Tensor, " d"], sigma: float = 50.0
 ) -> np.ndarray:
     """MI trajectory: the paper's NOCCO estimator of every step against ``y`` (float64)."""
-    from tl_thinktok import mi
+    from tl_thinktok.mi import hsic_nocco
 
-    vals = mi.hsic_nocco(x.to(torch.float64), y.to(torch.float64), sigma=sigma)
-    return torch.as_tensor(vals).detach().to(torch.float64).reshape(-1).cpu().numpy()
+    return hsic_nocco(x, y, sigma=sigma).cpu().numpy()
 
 
 def peak_indices(m: np.ndarray) -> list[int]:
     """Peak steps of one trajectory (paper Def. 2: Q3 + 1.5 IQR)."""
     from tl_thinktok.peaks import find_peaks
 
-    p = find_peaks(torch.as_tensor(m, dtype=torch.float64))
-    return [int(i) for i in torch.as_tensor(p).reshape(-1).tolist()]
+    return find_peaks(torch.as_tensor(m, dtype=torch.float64))
 
 
 def trace_stats_dict(mi_values: Sequence[float]) -> dict[str, Any]:
-    """Per-trace statistics (Table 1 + Table 2 columns) as a plain dict.
+    """Per-trace statistics (Table 1 + Table 2 columns, ``peaks.STAT_FIELDS``) as a plain dict.
 
-    Keys: n_peaks, n_steps, ratio, max_interval, min_interval, avg_interval (``None`` with fewer
-    than 2 peaks), mean, std (population), aom (``None`` without peaks).
+    Undefined values (intervals with fewer than 2 peaks, AOM without peaks) are ``None``.
     """
-    from tl_thinktok.peaks import trace_stats
+    from tl_thinktok.peaks import STAT_FIELDS, trace_stats
 
-    st = trace_stats(torch.as_tensor(np.asarray(mi_values, dtype=np.float64)))
-    d = asdict(st) if hasattr(st, "__dataclass_fields__") else dict(st)
-    out = {k: d.get(k) for k in TRACE_STAT_KEYS}
-    for k, v in list(out.items()):
-        if isinstance(v, float) and not math.isfinite(v):
-            out[k] = None
-    return out
-
-
-TRACE_STAT_KEYS = (
-    "n_peaks",
-    "n_steps",
-    "ratio",
-    "max_interval",
-    "min_interval",
-    "avg_interval",
-    "mean",
-    "std",
-    "aom",
-)
+    st = trace_stats(torch.as_tensor(np.asarray(mi_values, dtype=np.float64))).to_dict()
+    return {k: st[k] for k in STAT_FIELDS}
 
 
 def _trace_batch(

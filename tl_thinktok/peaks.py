@@ -241,7 +241,8 @@ def trace_stats(
     )
 
 
-_AGG_FIELDS = (
+#: The per-trace statistics of Tables 1 and 2 (what :func:`aggregate` averages).
+STAT_FIELDS = (
     "n_peaks",
     "n_steps",
     "ratio",
@@ -272,7 +273,7 @@ def aggregate(stats_list: Sequence[TraceStats]) -> dict[str, float]:
         if not isinstance(s, TraceStats):
             raise TypeError(f"aggregate expects TraceStats, got {type(s).__name__}")
     out: dict[str, float] = {"n_traces": float(len(stats_list))}
-    for name in _AGG_FIELDS:
+    for name in STAT_FIELDS:
         vals = np.array([float(getattr(s, name)) for s in stats_list], dtype=np.float64)
         ok = ~np.isnan(vals)
         out[name] = float(vals[ok].mean()) if ok.any() else math.nan
