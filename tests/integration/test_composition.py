@@ -10,7 +10,6 @@ import contextlib
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from tl_thinktok import hosts
 from tl_thinktok.lens import PeakTokenLens
@@ -21,16 +20,6 @@ from tl_thinktok.suppress import SuppressTokens
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45]
 N_NEW = 8
-
-
-@pytest.fixture(scope="module", params=["hooked", "bridge"])
-def model(request, qwen2_dir):
-    return load_model(str(qwen2_dir), host=request.param)
-
-
-@pytest.fixture(scope="module")
-def hf(qwen2_dir):
-    return AutoModelForCausalLM.from_pretrained(str(qwen2_dir)).eval()
 
 
 def all_hooks(model) -> dict[str, tuple[int, int]]:

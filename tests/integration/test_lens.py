@@ -9,27 +9,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import AutoModelForCausalLM
 
 from tl_thinktok import hosts
 from tl_thinktok.lens import LensResult, PeakTokenLens, TokenCounts, thinking_token_counts
-from tl_thinktok.loading import load_model
 from tl_thinktok.probe import step_residuals
 from tl_thinktok.suppress import SuppressTokens
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45]
-
-
-@pytest.fixture(scope="module", params=["hooked", "bridge"])
-def model(request, qwen2_dir):
-    m = load_model(str(qwen2_dir), host=request.param)
-    hosts.fix_bridge_kv_cache(m)
-    return m
-
-
-@pytest.fixture(scope="module")
-def hf(qwen2_dir):
-    return AutoModelForCausalLM.from_pretrained(str(qwen2_dir)).eval()
 
 
 def _generate(model, n=8):

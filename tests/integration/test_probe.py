@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from tl_thinktok import hosts
-from tl_thinktok.loading import load_model
 from tl_thinktok.probe import MIProbe, answer_representation, step_residuals
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45]
-
-
-@pytest.fixture(scope="module", params=["hooked", "bridge"])
-def model(request, qwen2_dir):
-    m = load_model(str(qwen2_dir), host=request.param)
-    hosts.fix_bridge_kv_cache(m)
-    return m
-
-
-@pytest.fixture(scope="module")
-def hf(qwen2_dir):
-    return AutoModelForCausalLM.from_pretrained(str(qwen2_dir)).eval()
 
 
 def _hf_block_outputs(hf, tokens: torch.Tensor, layer: int) -> torch.Tensor:

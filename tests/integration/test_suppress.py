@@ -6,27 +6,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from transformers import AutoModelForCausalLM
 
 from tl_thinktok import hosts
-from tl_thinktok.loading import load_model
 from tl_thinktok.suppress import SuppressTokens, random_control
 from tl_thinktok.vocab import ThinkingTokens
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45]
 N_NEW = 10
-
-
-@pytest.fixture(scope="module", params=["hooked", "bridge"])
-def model(request, qwen2_dir):
-    m = load_model(str(qwen2_dir), host=request.param)
-    hosts.fix_bridge_kv_cache(m)
-    return m
-
-
-@pytest.fixture(scope="module")
-def hf(qwen2_dir):
-    return AutoModelForCausalLM.from_pretrained(str(qwen2_dir)).eval()
 
 
 def _tl_generate(model, n=N_NEW, kv=True):
