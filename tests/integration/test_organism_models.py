@@ -24,14 +24,6 @@ FILES = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def hf_pair():
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast

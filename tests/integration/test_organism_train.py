@@ -5,19 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
 from tl_thinktok import organism_train as ot
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_smoke_cli_writes_loadable_checkpoints(tmp_path):

@@ -19,15 +19,6 @@ ARCHS = ["qwen2", "llama", "qwen3"]
 HOSTS = ["hooked", "bridge"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread (no OpenMP spinning on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def arch_dirs(qwen2_dir, llama_dir, random_model_dir):
     return {"qwen2": qwen2_dir, "llama": llama_dir, "qwen3": random_model_dir("qwen3")}

@@ -62,16 +62,7 @@ def _hf_recycle(hf, ids, layer, trig, n_steps, p=1.0, seed=0):
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """Tiny models decode faster on one thread (and the CI box has 2 shared cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def setup(random_model_dir, one_thread):
+def setup(random_model_dir):
     path = random_model_dir("qwen2", n_layers=4)
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
     tok = transformers.PreTrainedTokenizerFast.from_pretrained(str(path))

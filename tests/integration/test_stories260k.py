@@ -22,15 +22,6 @@ PROMPT = "Once upon a time"
 STEPS = 120  # run.c -n 120: the sequence after BOS holds 120 tokens, prompt included
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread (no OpenMP spinning on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module", params=["hooked", "bridge"])
 def model(request):
     return load_model("stories260k", host=request.param)

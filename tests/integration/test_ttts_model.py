@@ -15,10 +15,7 @@ PROMPT = "User: What is 12 times 3?\nAssistant: <think>"
 
 @pytest.fixture(scope="module")
 def model(qwen2_dir):
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_model(qwen2_dir, host="hooked")
-    torch.set_num_threads(n)
+    return load_model(qwen2_dir, host="hooked")
 
 
 def _ids(model, text):
