@@ -356,9 +356,10 @@ def fix_bridge_kv_cache(model: Any) -> int:
     bridges only read ``past_key_values=`` / ``layer_past=``, so with the KV cache on, every
     decoding step attends to itself alone and ``generate`` silently diverges from HF (checked:
     TL 3.9.0 + transformers 5.24, random Qwen2). This installs, on each attention bridge of THIS
-    model, a forward pre-hook that forwards ``cache`` as ``past_key_values``. Idempotent; a no-op
-    on HookedTransformer, on bridges from ``load_model`` (already patched) and where the kwarg is
-    already named ``past_key_values``. For bridges booted by hand.
+    model, a forward pre-hook that forwards ``cache`` as ``past_key_values`` (a plain torch hook,
+    so ``reset_hooks()`` keeps it). Idempotent; a no-op on HookedTransformer and where the kwarg is
+    already named ``past_key_values``. ``load_model`` applies it; call it for bridges booted by
+    hand.
 
     Returns:
         Number of attention modules patched by this call.
@@ -373,7 +374,6 @@ def fix_bridge_kv_cache(model: Any) -> int:
     patched = 0
     for block in model.blocks:
         attn = getattr(block, "attn", None)
-        # same marker as tl_thinktok.loading.patch_bridge_kv_cache (load_model applies it)
         if attn is None or getattr(attn, "_thinktok_cache_alias", False):
             continue
         attn.register_forward_pre_hook(_cache_kwarg_pre_hook, with_kwargs=True)

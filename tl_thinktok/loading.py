@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from tl_thinktok.hosts import fix_bridge_kv_cache
+
 SUPPORTED_ARCHITECTURES = ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM")
 BUNDLED_NAMES = ("stories260k", "organism", "organism-base")
 HOSTS = ("hooked", "bridge")
@@ -301,10 +303,7 @@ def _build_hooked(hf_model: Any, tokenizer: Any, dtype: torch.dtype, device: Any
     state_dict = _convert_weights(hf_model, cfg)
     model.load_and_process_state_dict(
         state_dict,
-        fold_ln=False,
-        center_writing_weights=False,
-        center_unembed=False,
-        fold_value_biases=False,
+        **NO_PROCESSING,
         refactor_factored_attn_matrices=False,
     )
     model.cfg.default_prepend_bos = prepend
@@ -324,7 +323,7 @@ def _build_bridge(hf_model: Any, tokenizer: Any, name: str, dtype: torch.dtype, 
     )
     bridge.cfg.default_prepend_bos = prepend
     keep_tokenizer_class(bridge, tokenizer)
-    patch_bridge_kv_cache(bridge)
+    fix_bridge_kv_cache(bridge)
     return bridge.eval()
 
 
@@ -353,32 +352,6 @@ def keep_tokenizer_class(model: Any, tokenizer: Any) -> None:
     fixed.padding_side = model.tokenizer.padding_side
     model.tokenizer = fixed
     model.cfg.tokenizer_prepends_bos = len(fixed.encode("")) > 0
-
-
-def _alias_cache_kwarg(module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict]:
-    if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
-        kwargs["past_key_values"] = kwargs["cache"]
-    return args, kwargs
-
-
-def patch_bridge_kv_cache(bridge: Any) -> None:
-    """Make TransformerBridge's KV cache work with transformers >= 5.2x (idempotent).
-
-    transformers 5.24 decoder layers pass the cache to attention as ``cache=``, but TL 3.9's
-    bridge attention only reads ``past_key_values=``: the cache is never updated and cached
-    generation silently attends to the newest token only. A torch forward pre-hook on each
-    ``blocks[i].attn`` copies ``cache`` to ``past_key_values``. It is a plain torch hook, not a
-    TransformerLens hook, so ``reset_hooks()`` keeps it.
-
-    Example:
-        >>> patch_bridge_kv_cache(bridge)  # doctest: +SKIP
-    """
-    for block in bridge.blocks:
-        attn = block.attn
-        if getattr(attn, "_thinktok_cache_alias", False):
-            continue
-        attn.register_forward_pre_hook(_alias_cache_kwarg, with_kwargs=True)
-        attn._thinktok_cache_alias = True
 
 
 def _saved_tokenizer_class(directory: Path) -> str | None:
@@ -603,10 +576,7 @@ def _load_official(
 
         model = HookedTransformer.from_pretrained(
             official,
-            fold_ln=False,
-            center_writing_weights=False,
-            center_unembed=False,
-            fold_value_biases=False,
+            **NO_PROCESSING,
             dtype=dtype,
             device=device,
             tokenizer=None if tokenizer is None else _load_tokenizer(tokenizer, None),
