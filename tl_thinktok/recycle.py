@@ -64,6 +64,34 @@ class _Step:
     last_pos: int = 0  # absolute position of the last input token
 
 
+class _Sequence:
+    """Block-0 inputs of the current sequence in a buffer that grows by doubling (internal).
+
+    Appending one position per decoding step is amortised O(1) (a ``torch.cat`` per step would
+    copy the whole history every step: quadratic in the trace length).
+    """
+
+    def __init__(self, x: Tensor) -> None:
+        self._buf = x.clone()
+        self.n = x.shape[1]
+
+    @property
+    def value(self) -> Tensor:
+        """The stored positions, ``[1, n, d]`` (a view)."""
+        return self._buf[:, : self.n]
+
+    def append(self, x: Tensor) -> None:
+        """Append ``x`` (``[1, k, d]``) after the stored positions."""
+        k = x.shape[1]
+        if self.n + k > self._buf.shape[1]:
+            cap = max(2 * self._buf.shape[1], self.n + k, 16)
+            buf = self._buf.new_empty((self._buf.shape[0], cap, self._buf.shape[2]))
+            buf[:, : self.n] = self._buf[:, : self.n]
+            self._buf = buf
+        self._buf[:, self.n : self.n + k] = x.to(self._buf.device, self._buf.dtype)
+        self.n += k
+
+
 class RepresentationRecycling:
     """Recycle block ``layer``'s output through block ``layer`` again on thinking tokens.
 
@@ -138,7 +166,7 @@ class RepresentationRecycling:
         self._rng = random.Random(seed)
         self._busy = False
         self._step: _Step | None = None
-        self._emb: Tensor | None = None  # block-0 inputs of the current sequence, [1, n, d]
+        self._emb: _Sequence | None = None  # block-0 inputs of the current sequence
         self._recycled: list[int] = []  # recycled positions of the current sequence
         self._trigger_emb: dict[int, Tensor] = {}  # id(model) -> [|T|, d] embeddings
 
@@ -337,22 +365,22 @@ class RepresentationRecycling:
             x0 = step.x0
             cont = (
                 self._emb is not None
-                and x0.shape[1] == self._emb.shape[1] + 1
-                and torch.equal(x0[:, :-1].to(self._emb.device), self._emb)
+                and x0.shape[1] == self._emb.n + 1
+                and torch.equal(x0[:, :-1].to(self._emb.value.device), self._emb.value)
             )
             if not cont:
                 self._recycled = []
-            self._emb = x0.clone()
+            self._emb = _Sequence(x0)
             step.last_pos = n - 1
             return list(self._recycled)
-        seen = 0 if self._emb is None else self._emb.shape[1]
+        seen = 0 if self._emb is None else self._emb.n
         if self._emb is None or step.offset != seen or n != 1:
             raise RuntimeError(
                 f"RepresentationRecycling lost track of the sequence: the KV cache holds "
                 f"{step.offset} positions, {n} new, but {seen} were seen "
                 "(call rr.reset() before reusing a cache)"
             )
-        self._emb = torch.cat([self._emb, step.x0.to(self._emb.device)], dim=1)
+        self._emb.append(step.x0)
         step.last_pos = step.offset
         return []
 
