@@ -14,9 +14,8 @@ Command line (also ``python -m tl_thinktok train-organism ...``)::
         [--only reasoning|base] [--set FIELD=VALUE ...]
 
 Without ``--smoke`` each style runs its entry of :data:`RECIPES`, the configurations of the bundled
-checkpoints: the reasoning organism was trained on one GPU (2102 steps of batch 64, 3.5 min on an
-H200; far longer on 2 CPU cores), the base organism on 2 shared CPU cores (2000 steps of batch 16,
-15 min).
+checkpoints, both trained on 2 CPU cores: the reasoning organism in 1400 steps of batch 32 (2 torch
+threads, ~20 min), the base organism in 2000 steps of batch 16 (1 thread, 15 min).
 
 Example:
     >>> from tl_thinktok.organism_train import evaluate
@@ -100,11 +99,13 @@ SMOKE = dict(d_model=32, n_layers=1, d_mlp=64, steps=30, batch_size=8, n_train=3
 
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # the bundled reasoning organism: trained on one GPU (H200) in 210 s; a cosine schedule
-    # planned for 4000 steps, stopped after 2102 (the sweep's time limit), random batches
-    "reasoning": dict(d_model=128, n_layers=4, d_mlp=512, steps=4000, stop_step=2102,
-                      batch_size=64, warmup=100, n_train=60000, bucket=False, eval_every=500,
-                      eval_n_curve=100, acceptance_k=(5, 10)),
+    # the bundled reasoning organism: 2 CPU cores (2 torch threads), length-bucketed batches of
+    # 32, a cosine schedule planned for 2400 steps and stopped at 1400 -- chosen on validation
+    # problems (test split, seed 1, disjoint from the seed-0 test set): 78.6% at 1400, 94.4% at
+    # 1600, 96% (100 problems) at 1800; the issue asks for an imperfect organism (60-95%)
+    "reasoning": dict(d_model=128, n_layers=4, d_mlp=512, steps=2400, stop_step=1400,
+                      batch_size=32, warmup=100, n_train=60000, bucket=True, eval_every=200,
+                      eval_n_curve=100, acceptance_k=(5, 10), threads=2),
     # the bundled base organism: trained on 2 shared CPU cores (1 torch thread)
     "base": dict(d_model=128, n_layers=4, d_mlp=512, steps=2000, batch_size=16, warmup=50,
                  n_train=16000, bucket=True, eval_every=500, eval_n_curve=50),
@@ -600,9 +601,9 @@ def configs_from_args(args: argparse.Namespace) -> list[TrainConfig]:
     out = []
     for style in styles:
         cfg = TrainConfig(style=style, seed=args.seed, device=args.device)
-        if args.threads is not None:
-            cfg = replace(cfg, threads=args.threads)
         cfg = replace(cfg, **(SMOKE if args.smoke else RECIPES[style]))
+        if args.threads is not None:  # the command line wins over the recipe
+            cfg = replace(cfg, threads=args.threads)
         if args.steps is not None:
             cfg = replace(cfg, steps=args.steps)
         if args.eval_n is not None:

@@ -95,7 +95,7 @@ def test_reproduce_quick_organism(tmp_path):
     assert fig4["reasoning"]["lens_equals_generated"] == 1.0
     # the trained organism solves its task (a wrong tokenizer or prompt would give ~0)
     table2 = {r["role"]: r for r in json.loads((out / "fig3_table2.json").read_text())["table2"]}
-    assert table2["reasoning"]["accuracy"] >= 0.75
+    assert table2["reasoning"]["accuracy"] >= 0.5
     timings = json.loads((out / "timings.json").read_text())
     assert timings["mode"] == "quick"
     print(f"reproduce --quick (organism): {wall:.1f} s wall, {timings['total_s']} s inside")

@@ -274,6 +274,13 @@ def test_configs_from_args_overrides():
         ot.configs_from_args(ot.parse_args(["--set", "nope=1"]))
 
 
+def test_configs_from_args_threads_beat_the_recipe():
+    (recipe,) = ot.configs_from_args(ot.parse_args(["--only", "reasoning"]))
+    assert recipe.threads == ot.RECIPES["reasoning"].get("threads", ot.TrainConfig().threads)
+    (cfg,) = ot.configs_from_args(ot.parse_args(["--only", "reasoning", "--threads", "3"]))
+    assert cfg.threads == 3
+
+
 def test_ban_id_sets(tok):
     think = ot.thinking_ids(tok, 5)
     assert tok.convert_ids_to_tokens(think) == organism.THINKING_WORDS[:5]
