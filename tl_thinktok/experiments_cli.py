@@ -38,6 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tl_thinktok.datasets import Item, grade, load_dataset, model_family, prompt_for
+from tl_thinktok.loading import model_fingerprint
 from tl_thinktok.runs import RunDir, config_hash, finite
 
 #: Experiment name → script file in ``experiments/`` (run in this order).
@@ -492,6 +493,7 @@ def trace_pass(ctx: ExpContext, name: str, dataset: str, n: int) -> TraceSet:
     cfg = {
         "kind": "traces",
         "model": name,
+        "model_fingerprint": model_fingerprint(name),
         "dataset": dataset,
         "n": n,
         "seed": ctx.seed,
@@ -575,6 +577,7 @@ def accuracy_run(ctx: ExpContext, kind: str, extra: dict[str, Any]) -> RunDir:
     cfg = {
         "kind": kind,
         "model": ctx.model,
+        "model_fingerprint": model_fingerprint(ctx.model),
         "seed": ctx.seed,
         "host": ctx.host,
         "max_new_tokens": ctx.size("max_new_tokens"),

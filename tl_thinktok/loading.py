@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -105,6 +106,51 @@ class LoadInfo:
 def bundled_model_dir(name: str) -> Path:
     """Directory of a bundled model (``tl_thinktok/assets/models/<name>/``); may not exist yet."""
     return Path(__file__).resolve().parent / "assets" / "models" / name
+
+
+_FINGERPRINT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "config.json", "tokenizer.json")
+_FULL_HASH_BYTES = 64 * 2**20
+
+
+def model_fingerprint(name_or_path: str | Path) -> str:
+    """A short hash that changes when a local model's weights, config or tokenizer change.
+
+    Resumable runs key their directories on it, so retraining or replacing a model under the same
+    name starts new runs instead of silently reusing results of the old weights. Files up to 64 MiB
+    are hashed whole; larger ones by name, size and their first and last MiB (cheap for 16 GB
+    checkpoints, and any re-save changes those). Hub ids and official TransformerLens names that are
+    not local paths are fingerprinted by their name (pin a revision by passing a local snapshot).
+
+    Example:
+        >>> model_fingerprint("organism") == model_fingerprint("organism")
+        True
+    """
+    name = str(name_or_path)
+    if name in BUNDLED_NAMES:
+        path: Path | None = bundled_model_dir(name)
+    elif Path(name).expanduser().exists():
+        path = Path(name).expanduser().resolve()
+    else:
+        path = None
+    if path is None or not path.exists():
+        return "id-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    files = (
+        [path]
+        if path.is_file()
+        else sorted({f for pat in _FINGERPRINT_FILES for f in path.glob(pat) if f.is_file()})
+    )
+    h = hashlib.sha256()
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name}\0{size}\0".encode())
+        with f.open("rb") as fh:
+            if size <= _FULL_HASH_BYTES:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(2**20))
+                fh.seek(size - 2**20)
+                h.update(fh.read(2**20))
+    return h.hexdigest()[:16]
 
 
 def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
