@@ -108,6 +108,15 @@ def bundled_model_dir(name: str) -> Path:
     return Path(__file__).resolve().parent / "assets" / "models" / name
 
 
+def _local_path(name: str) -> Path | None:
+    """Where a bundled name (its directory, which may not exist yet) or an existing path points."""
+    if name in BUNDLED_NAMES:
+        return bundled_model_dir(name)
+    if Path(name).expanduser().exists():
+        return Path(name).expanduser().resolve()
+    return None
+
+
 _FINGERPRINT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "config.json", "tokenizer.json")
 _FULL_HASH_BYTES = 64 * 2**20
 
@@ -118,20 +127,16 @@ def model_fingerprint(name_or_path: str | Path) -> str:
     Resumable runs key their directories on it, so retraining or replacing a model under the same
     name starts new runs instead of silently reusing results of the old weights. Files up to 64 MiB
     are hashed whole; larger ones by name, size and their first and last MiB (cheap for 16 GB
-    checkpoints, and any re-save changes those). Hub ids and official TransformerLens names that are
-    not local paths are fingerprinted by their name (pin a revision by passing a local snapshot).
+    checkpoints; a retrained checkpoint differs there, an edit confined to the middle of a large
+    file does not change the fingerprint). Hub ids and official TransformerLens names that are not
+    local paths are fingerprinted by their name (pin a revision by passing a local snapshot).
 
     Example:
         >>> model_fingerprint("organism") == model_fingerprint("organism")
         True
     """
     name = str(name_or_path)
-    if name in BUNDLED_NAMES:
-        path: Path | None = bundled_model_dir(name)
-    elif Path(name).expanduser().exists():
-        path = Path(name).expanduser().resolve()
-    else:
-        path = None
+    path = _local_path(name)
     if path is None or not path.exists():
         return "id-" + hashlib.sha256(name.encode()).hexdigest()[:16]
     files = (
@@ -562,19 +567,15 @@ def load_model(
     name = str(name_or_path)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    path: Path | None = None
-    if name in BUNDLED_NAMES:
-        path = bundled_model_dir(name)
-        if not path.exists():
-            if name.startswith("organism"):
-                raise FileNotFoundError(
-                    f"the {name!r} model organism is not trained yet ({path} does not exist); "
-                    "train it with: python -m tl_thinktok train-organism"
-                )
-            raise FileNotFoundError(f"bundled model {name!r} is missing: {path} does not exist")
-    elif Path(name).expanduser().exists():
-        path = Path(name).expanduser().resolve()
-    elif _looks_like_path(name):
+    path = _local_path(name)
+    if path is not None and not path.exists():  # only a bundled name points to a missing dir
+        if name.startswith("organism"):
+            raise FileNotFoundError(
+                f"the {name!r} model organism is not trained yet ({path} does not exist); "
+                "train it with: python -m tl_thinktok train-organism"
+            )
+        raise FileNotFoundError(f"bundled model {name!r} is missing: {path} does not exist")
+    if path is None and _looks_like_path(name):
         raise FileNotFoundError(
             f"path does not exist: {name} (and it is not a bundled name: "
             f"{', '.join(BUNDLED_NAMES)})"
