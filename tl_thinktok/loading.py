@@ -131,10 +131,15 @@ def model_fingerprint(name_or_path: str | Path) -> str:
     file does not change the fingerprint). Hub ids and official TransformerLens names that are not
     local paths are fingerprinted by their name (pin a revision by passing a local snapshot).
 
+    Raises:
+        TypeError: ``name_or_path`` is not a non-empty ``str`` or ``Path``.
+
     Example:
         >>> model_fingerprint("organism") == model_fingerprint("organism")
         True
     """
+    if not isinstance(name_or_path, (str, Path)) or not str(name_or_path):
+        raise TypeError(f"model_fingerprint needs a model name or path, got {name_or_path!r}")
     name = str(name_or_path)
     path = _local_path(name)
     if path is None or not path.exists():

@@ -62,6 +62,9 @@ def test_names_and_bundled_models():
     bundled = loading.bundled_model_dir("organism")
     assert model_fingerprint("organism") == model_fingerprint(bundled)
     assert not model_fingerprint("organism").startswith("id-")
+    for bad in (None, 3, ""):
+        with pytest.raises(TypeError, match="model name or path"):
+            model_fingerprint(bad)
 
 
 def test_accuracy_runs_change_directory_when_weights_change(model_dir, tmp_path):
