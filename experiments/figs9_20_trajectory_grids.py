@@ -1,67 +1,15 @@
 """Figs. 9–20: every MI trajectory of every model, 4-column grids.
 
-Run alone: ``python experiments/figs9_20_trajectory_grids.py --model organism --quick``.
+Thin script over ``tl_thinktok.reproduce.experiments.figs9_20``; same as
+``tl-thinktok reproduce --only figs9_20``.
+
+Example:
+    python experiments/figs9_20_trajectory_grids.py --model organism --quick --out /tmp/figs
 """
 
-from __future__ import annotations
-
-import math
 import sys
 
-import numpy as np
-
-from tl_thinktok.experiments_cli import ExpContext, Summary, save_fig, save_json, script_main, slug
-
-NAME = "figs9_20"
-COLS = 4
-
-
-def grid(ts, title: str):
-    import matplotlib.pyplot as plt
-
-    n = len(ts.records)
-    rows = max(1, math.ceil(n / COLS))
-    fig, axes = plt.subplots(rows, COLS, figsize=(3.2 * COLS, 1.5 * rows + 0.6), squeeze=False)
-    for k, ax in enumerate(axes.ravel()):
-        if k >= n:
-            ax.axis("off")
-            continue
-        rec = ts.records[k]
-        m = np.asarray(rec["mi"])
-        ax.plot(m, lw=0.7)
-        ax.scatter(rec["peaks"], m[rec["peaks"]], color="tab:red", s=5, zorder=3)
-        ax.set_title(f"{rec['id']} ({len(rec['peaks'])} peaks)", fontsize=6)
-        ax.tick_params(labelsize=5)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def run(ctx: ExpContext) -> Summary:
-    sets = [("reasoning", ctx.traces("model"))]
-    if ctx.base_model:
-        sets.append(("base", ctx.traces("base")))
-    files, numbers, data = [], {}, {}
-    for role, ts in sets:
-        name = f"{NAME}_{role}_{slug(ts.model)}"
-        files.append(save_fig(ctx.out, name, grid(ts, f"All MI trajectories: {ts.model}")))
-        numbers[f"{role}: traces"] = len(ts.records)
-        numbers[f"{role}: traces with ≥1 peak"] = sum(1 for r in ts.records if r["peaks"])
-        data[role] = {
-            "model": ts.model,
-            "traces": [{"id": r["id"], "mi": r["mi"], "peaks": r["peaks"]} for r in ts.records],
-        }
-    files.append(save_json(ctx.out, NAME, data))
-    return Summary(
-        name=NAME,
-        title="All MI trajectories per model, 4-column grids (paper Figs. 9–20)",
-        model=", ".join(ts.model for _, ts in sets),
-        dataset=ctx.dataset,
-        numbers=numbers,
-        paper="the paper shows 100 traces per model; peaks appear in most traces.",
-        files=files,
-    )
-
+from tl_thinktok.reproduce.cli import script_main
 
 if __name__ == "__main__":
-    sys.exit(script_main(run, NAME))
+    sys.exit(script_main("figs9_20", sys.argv[1:]))

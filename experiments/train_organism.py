@@ -1,6 +1,6 @@
 """Train the bundled model organisms (reasoning + base); thin wrapper of the library trainer.
 
-Same as ``python -m tl_thinktok train-organism``; see ``tl_thinktok.organism_train.main``.
+Same as ``python -m tl_thinktok train-organism``; see ``tl_thinktok.organism.train.main``.
 
 Example:
     python experiments/train_organism.py --smoke --out /tmp/organism-smoke
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from tl_thinktok.organism_train import main
+from tl_thinktok.organism.train import main
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tl_thinktok.testing import make_random_hf_model
+from tl_thinktok.testing.models import make_random_hf_model
 
 # Tiny models decode several times faster on one thread than on two contended ones (measured on the
 # 2-core CI machine: 0.9 s vs 5.5 s for 40 tokens of stories260K).

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import importlib
 
+from tl_thinktok import _compat
+
+_compat.install()
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -23,9 +27,9 @@ _EXPORTS = {
     "PeakTokenLens": "tl_thinktok.lens",
     "thinking_token_counts": "tl_thinktok.lens",
     "ThinkingTokens": "tl_thinktok.vocab",
-    "SuppressTokens": "tl_thinktok.suppress",
-    "random_control": "tl_thinktok.suppress",
-    "RepresentationRecycling": "tl_thinktok.recycle",
+    "SuppressTokens": "tl_thinktok.interventions.suppress",
+    "random_control": "tl_thinktok.interventions.suppress",
+    "RepresentationRecycling": "tl_thinktok.interventions.recycle",
     "HSIC": "tl_thinktok.mi",
     "EstimateInfo": "tl_thinktok.mi",
     "estimate": "tl_thinktok.mi",
@@ -35,9 +39,9 @@ _EXPORTS = {
     "aggregate": "tl_thinktok.peaks",
     "LensResult": "tl_thinktok.lens",
     "TokenCounts": "tl_thinktok.lens",
-    "budget_forcing": "tl_thinktok.ttts",
-    "reference_ttts": "tl_thinktok.ttts",
-    "TTTSResult": "tl_thinktok.ttts",
+    "budget_forcing": "tl_thinktok.interventions.ttts",
+    "reference_ttts": "tl_thinktok.interventions.ttts",
+    "TTTSResult": "tl_thinktok.interventions.ttts",
     "ReasoningProcess": "tl_thinktok.bounds",
     "BoundsCurve": "tl_thinktok.bounds",
     "fano_lower_bound": "tl_thinktok.bounds",

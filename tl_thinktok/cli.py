@@ -4,9 +4,9 @@ Subcommands:
     info MODEL [--host hooked|bridge] [--dtype float32] [--device cpu]
         Load MODEL with :func:`tl_thinktok.loading.load_model` and print its shape and provenance.
     reproduce ...
-        Run the paper's experiments (``tl_thinktok.experiments_cli.reproduce_main``).
+        Run the paper's experiments (``tl_thinktok.reproduce.core.reproduce_main``).
     train-organism ...
-        Train the bundled model organism pair (``tl_thinktok.organism_train.main``).
+        Train the bundled model organism pair (``tl_thinktok.organism.train.main``).
 
 Example:
     $ python -m tl_thinktok info stories260k
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 _DISPATCH = {
-    "reproduce": ("tl_thinktok.experiments_cli", "reproduce_main"),
-    "train-organism": ("tl_thinktok.organism_train", "main"),
+    "reproduce": ("tl_thinktok.reproduce.core", "reproduce_main"),
+    "train-organism": ("tl_thinktok.organism.train", "main"),
 }
 
 

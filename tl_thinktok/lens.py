@@ -4,7 +4,7 @@
 :func:`tl_thinktok.probe.step_residuals` or an :class:`~tl_thinktok.probe.MIProbe`) through the
 final norm and unembedding, ``p_t = softmax(W_U norm(h_t) + b)``, and returns the top-``k`` tokens.
 It calls :func:`tl_thinktok.hosts.unembed_resid`, so hooks the user put on ``ln_final`` /
-``unembed`` (a :class:`~tl_thinktok.suppress.SuppressTokens` ban, a steering hook) do NOT change
+``unembed`` (a :class:`~tl_thinktok.interventions.suppress.SuppressTokens` ban, a steering hook) do NOT change
 what the lens reads. At the last block under greedy decoding, the top-1 token at step t is the
 generated token t; at other layers it is the logit lens.
 

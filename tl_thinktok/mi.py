@@ -675,14 +675,3 @@ def estimate(
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
     return ESTIMATORS[estimator](x, y, **kwargs)
 
-
-_PROBE_EXPORTS = ("step_residuals", "answer_representation", "MIProbe")
-
-
-def __getattr__(name: str) -> object:
-    """Lazy re-exports of :mod:`tl_thinktok.probe` (which itself imports this module lazily)."""
-    if name in _PROBE_EXPORTS:
-        from tl_thinktok import probe
-
-        return getattr(probe, name)
-    raise AttributeError(f"module 'tl_thinktok.mi' has no attribute {name!r}")

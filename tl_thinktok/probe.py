@@ -145,7 +145,7 @@ class MIProbe:
     around the ``generate`` call you want (``attach`` resets by default).
 
     One row per pass: if block ``layer`` runs more than once in a pass (a component that reruns
-    upper blocks, e.g. :class:`~tl_thinktok.recycle.RepresentationRecycling`), the LAST output of
+    upper blocks, e.g. :class:`~tl_thinktok.interventions.recycle.RepresentationRecycling`), the LAST output of
     the pass is kept, i.e. the state whose logits chose the emitted token. Passes are delimited by
     block 0's input hook (``blocks.0.hook_resid_pre``), which fires once at the start of every
     forward (``hook_embed`` does not fire in HookedTransformer.generate). Limitation: a component

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from tl_thinktok._reference import reference_nocco_trace
+from tl_thinktok.testing.reference import reference_nocco_trace
 from tl_thinktok.mi import HSIC
 
 N_STEPS = int(os.environ.get("THINKTOK_BENCH_STEPS", "512"))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tl_thinktok import hosts
 from tl_thinktok.lens import LensResult, PeakTokenLens, TokenCounts, thinking_token_counts
 from tl_thinktok.probe import step_residuals
-from tl_thinktok.suppress import SuppressTokens
+from tl_thinktok.interventions.suppress import SuppressTokens
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45]
 

@@ -12,7 +12,7 @@ import torch
 from tl_thinktok import organism
 from tl_thinktok import organism_train as ot
 
-MODELS = Path(organism.__file__).resolve().parent / "assets" / "models"
+MODELS = Path(organism.__file__).resolve().parent.parent / "assets" / "models"
 NAMES = ("organism", "organism-base")
 FILES = (
     "config.json",

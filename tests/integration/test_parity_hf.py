@@ -135,7 +135,7 @@ def qwen3_wide_head_dir(tmp_path_factory):
     """Qwen3 with head_dim * n_heads != hidden_size (as in real Qwen3 checkpoints)."""
     import transformers
 
-    from tl_thinktok.testing import make_tokenizer
+    from tl_thinktok.testing.models import make_tokenizer
 
     path = tmp_path_factory.mktemp("qwen3_wide_head")
     tok = make_tokenizer(path)

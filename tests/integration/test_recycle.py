@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tl_thinktok import hosts
 from tl_thinktok.loading import load_model
-from tl_thinktok.recycle import RepresentationRecycling
+from tl_thinktok.interventions.recycle import RepresentationRecycling
 
 N_STEPS = 32
 LAYER = 2

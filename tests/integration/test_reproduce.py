@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from tl_thinktok.experiments_cli import EXPERIMENTS, Summary, check_outputs, reproduce_main
+from tl_thinktok.reproduce.core import EXPERIMENTS, Summary, check_outputs, reproduce_main
 from tl_thinktok.runs import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,7 +181,7 @@ def test_config_change_uses_new_run_dir_and_rundir_refuses(tmp_path, qwen2_dir):
 def test_greedy_batch_matches_hf_generate(qwen2_dir, host):
     from transformers import AutoModelForCausalLM
 
-    from tl_thinktok.experiments_cli import encode, greedy, greedy_batch
+    from tl_thinktok.reproduce.core import encode, greedy, greedy_batch
     from tl_thinktok.loading import load_model
 
     model = load_model(str(qwen2_dir), host=host)

@@ -2,7 +2,7 @@
 
 Oracles: (1) the text llama2.c's own ``run.c`` printed (tests/integration/data/, see README there);
 (2) a float64 NumPy re-implementation of llama2.c's forward pass (adjacent-pair RoPE, as in run.c),
-written here independently of ``tl_thinktok.llama2c``.
+written here independently of ``tl_thinktok.loading.llama2c``.
 """
 
 from __future__ import annotations

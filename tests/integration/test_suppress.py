@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tl_thinktok import hosts
-from tl_thinktok.suppress import SuppressTokens, random_control
+from tl_thinktok.interventions.suppress import SuppressTokens, random_control
 from tl_thinktok.vocab import ThinkingTokens
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45]

@@ -37,8 +37,8 @@ def test_info_bad_host_is_a_usage_error(capsys):
 @pytest.mark.parametrize(
     ("command", "module", "func"),
     [
-        ("reproduce", "tl_thinktok.experiments_cli", "reproduce_main"),
-        ("train-organism", "tl_thinktok.organism_train", "main"),
+        ("reproduce", "tl_thinktok.reproduce.core", "reproduce_main"),
+        ("train-organism", "tl_thinktok.organism.train", "main"),
     ],
 )
 def test_subcommands_dispatch_lazily(monkeypatch, command, module, func):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tl_thinktok import loading
-from tl_thinktok.experiments_cli import ExpContext, accuracy_run
+from tl_thinktok.loading import models as loading
+from tl_thinktok.reproduce.core import ExpContext, accuracy_run
 from tl_thinktok.loading import model_fingerprint
 
 

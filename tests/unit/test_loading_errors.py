@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-import tl_thinktok.loading as loading
+from tl_thinktok.loading import models as loading
 from tl_thinktok.loading import (
     LoadInfo,
     bundled_model_dir,

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tl_thinktok._reference import reference_hsic_biased, reference_nocco
+from tl_thinktok.testing.reference import reference_hsic_biased, reference_nocco
 from tl_thinktok.mi import (
     HSIC,
     estimate,

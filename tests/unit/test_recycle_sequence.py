@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tl_thinktok.recycle import _Sequence
+from tl_thinktok.interventions.recycle import _Sequence
 
 
 @settings(max_examples=50, deadline=None)

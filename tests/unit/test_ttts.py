@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tl_thinktok.ttts import TTTSResult, budget_forcing, reference_ttts
+from tl_thinktok.interventions.ttts import TTTSResult, budget_forcing, reference_ttts
 
 EOS, BOS = 0, 1
 

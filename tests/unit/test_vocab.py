@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tl_thinktok.testing import make_tokenizer
+from tl_thinktok.testing.models import make_tokenizer
 from tl_thinktok.vocab import ThinkingTokens, vocab_index
 
 

@@ -5,7 +5,7 @@ weights come from a seeded random initialisation of the HF architecture. These d
 through exactly the same path as real Qwen2 / Qwen3 / Llama checkpoints (``load_model(path)``).
 
 Example:
-    >>> from tl_thinktok.testing import make_random_hf_model
+    >>> from tl_thinktok.testing.models import make_random_hf_model
     >>> path = make_random_hf_model("/tmp/rq", arch="qwen2", n_layers=2, d_model=64)
 """
 

@@ -1,7 +1,7 @@
 """Thinking-token test-time scaling (TTTS) and s1-style budget forcing (PAPER.md §6, Fig. 7).
 
 Two styles, both greedy and both through ``model.generate`` (hooks compose through ``fwd_hooks``,
-e.g. a :class:`~tl_thinktok.suppress.SuppressTokens` ban; wrap the call in ``rr.attach(model)`` to
+e.g. a :class:`~tl_thinktok.interventions.suppress.SuppressTokens` ban; wrap the call in ``rr.attach(model)`` to
 combine with Representation Recycling):
 
 * :func:`budget_forcing` (s1, Muennighoff et al. 2025): when the model ends its thinking (end

@@ -9,7 +9,7 @@ two halves of each head; the query/key rows are permuted per head on conversion 
 ``export.py`` does), so the resulting HF model computes the same function.
 
 Example:
-    >>> from tl_thinktok.llama2c import Llama2cTokenizer, load_llama2c_hf_model
+    >>> from tl_thinktok.loading.llama2c import Llama2cTokenizer, load_llama2c_hf_model
     >>> tok = Llama2cTokenizer("tokenizer.bin")  # doctest: +SKIP
     >>> tok.encode("Once upon a time")  # doctest: +SKIP
     [1, 403, 407, 261, 378]

@@ -10,7 +10,7 @@ reasoning organism the thinking-word-ban vs random-ban acceptance numbers).
 
 Command line (also ``python -m tl_thinktok train-organism ...``)::
 
-    python -m tl_thinktok.organism_train [--smoke] [--out DIR] [--steps N] [--device cpu|cuda]
+    python -m tl_thinktok.organism.train [--smoke] [--out DIR] [--steps N] [--device cpu|cuda]
         [--only reasoning|base] [--set FIELD=VALUE ...]
 
 Without ``--smoke`` each style runs its entry of :data:`RECIPES`, the configurations of the bundled
@@ -18,7 +18,7 @@ checkpoints, both trained on 2 CPU cores: the reasoning organism in 1400 steps o
 threads, ~20 min), the base organism in 2000 steps of batch 16 (1 thread, 15 min).
 
 Example:
-    >>> from tl_thinktok.organism_train import evaluate
+    >>> from tl_thinktok.organism.train import evaluate
     >>> r = evaluate("tl_thinktok/assets/models/organism", n=50)  # doctest: +SKIP
     >>> r.accuracy  # doctest: +SKIP
     0.8
@@ -40,9 +40,9 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from tl_thinktok import organism
+from tl_thinktok.organism import task as organism
 
-ASSETS = Path(__file__).resolve().parent / "assets" / "models"
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
 STYLES = ("reasoning", "base")
 DIR_NAMES = {"reasoning": "organism", "base": "organism-base"}
 

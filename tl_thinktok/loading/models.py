@@ -30,6 +30,21 @@ import torch
 
 from tl_thinktok.hosts import fix_bridge_kv_cache
 
+__all__ = [
+    "SUPPORTED_ARCHITECTURES",
+    "BUNDLED_NAMES",
+    "HOSTS",
+    "NO_PROCESSING",
+    "LoadInfo",
+    "bundled_model_dir",
+    "model_fingerprint",
+    "resolve_dtype",
+    "hf_config_to_tl_config",
+    "tokenizer_adds_bos",
+    "keep_tokenizer_class",
+    "load_model",
+]
+
 SUPPORTED_ARCHITECTURES = ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM")
 BUNDLED_NAMES = ("stories260k", "organism", "organism-base")
 HOSTS = ("hooked", "bridge")
@@ -105,7 +120,7 @@ class LoadInfo:
 
 def bundled_model_dir(name: str) -> Path:
     """Directory of a bundled model (``tl_thinktok/assets/models/<name>/``); may not exist yet."""
-    return Path(__file__).resolve().parent / "assets" / "models" / name
+    return Path(__file__).resolve().parent.parent / "assets" / "models" / name
 
 
 def _local_path(name: str) -> Path | None:
@@ -422,7 +437,7 @@ def _load_tokenizer(tokenizer: Any, default_dir: Path | None) -> Any:
     """Resolve ``tokenizer=`` (object, directory, llama2.c ``.bin``) or the checkpoint's own."""
     from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-    from tl_thinktok.llama2c import Llama2cTokenizer
+    from tl_thinktok.loading.llama2c import Llama2cTokenizer
 
     if isinstance(tokenizer, PreTrainedTokenizerBase):
         return tokenizer
@@ -474,7 +489,7 @@ def _find_llama2c_checkpoint(path: Path) -> Path | None:
 
 
 def _load_llama2c(ckpt: Path, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, Any]:
-    from tl_thinktok.llama2c import load_llama2c_hf_model
+    from tl_thinktok.loading.llama2c import load_llama2c_hf_model
 
     if tokenizer is None:
         tok_path = ckpt.parent / "tokenizer.bin"

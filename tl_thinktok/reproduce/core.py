@@ -12,7 +12,7 @@ writes ``<out>/<name>.png``, its data (``.json`` / ``.csv``) and ``<name>.summar
 generated ``<out>/README.md`` lists them all with their key numbers.
 
 Example:
-    >>> from tl_thinktok.experiments_cli import reproduce_main
+    >>> from tl_thinktok.reproduce.core import reproduce_main
     >>> reproduce_main(["--quick", "--out", "/tmp/figs", "--only", "fig2,table1"])  # doctest: +SKIP
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
+import importlib
 import json
 import math
 import re
@@ -872,28 +872,12 @@ def context_from_args(args: argparse.Namespace) -> ExpContext:
     )
 
 
-def experiments_dir() -> Path:
-    """The ``experiments/`` folder of the source checkout."""
-    d = Path(__file__).resolve().parent.parent / "experiments"
-    if not d.is_dir():
-        raise FileNotFoundError(
-            f"experiments/ not found at {d}: `reproduce` runs the scripts of a source checkout"
-        )
-    return d
-
-
 def load_script(name: str) -> ModuleType:
-    """Import ``experiments/<script>.py`` of experiment ``name``."""
+    """The module ``tl_thinktok.reproduce.experiments.<name>`` of experiment ``name``."""
     name = ALIASES.get(name, name)
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; expected one of {list(EXPERIMENTS)}")
-    path = experiments_dir() / EXPERIMENTS[name]
-    spec = importlib.util.spec_from_file_location(f"tl_thinktok_experiment_{name}", path)
-    if spec is None or spec.loader is None:  # pragma: no cover
-        raise ImportError(f"cannot import {path}")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module(f"tl_thinktok.reproduce.experiments.{name}")
 
 
 def run_one(ctx: ExpContext, name: str, mod: ModuleType | None = None) -> Summary:
@@ -911,15 +895,11 @@ def run_one(ctx: ExpContext, name: str, mod: ModuleType | None = None) -> Summar
     return summary
 
 
-def script_main(
-    run: Callable[[ExpContext], Summary], name: str, argv: Sequence[str] | None = None
-) -> int:
-    """Entry point of a single script: parse the shared args and run it."""
+def script_main(name: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of a single experiment: parse the shared args and run it."""
     args = build_parser(prog=f"experiments/{EXPERIMENTS[name]}").parse_args(argv)
     ctx = context_from_args(args)
-    mod = ModuleType(name)
-    mod.run = run  # type: ignore[attr-defined]
-    s = run_one(ctx, name, mod)
+    s = run_one(ctx, name)
     print(
         json.dumps(
             {"name": s.name, "seconds": s.seconds, "numbers": s.numbers},

@@ -1,7 +1,7 @@
 """A synthetic reasoning task and its word-level tokenizer: the data of the "model organism".
 
 No real reasoning model can be downloaded here, so ``tl_thinktok`` ships a tiny *model organism*
-of one: a small Qwen2 trained (``tl_thinktok.organism_train``) on multi-step integer word problems
+of one: a small Qwen2 trained (``tl_thinktok.organism.train``) on multi-step integer word problems
 whose worked solutions *think aloud*, plus a *base* twin trained on terse solutions of the same
 problems. This module holds everything about the data:
 
@@ -44,6 +44,34 @@ ANSWER_RANGE: range = range(0, 100)
 
 MIN_OPS, MAX_OPS = 3, 6
 THINK_OPEN, THINK_CLOSE, BOX_OPEN = "<think>", "</think>", "\\boxed{"
+__all__ = [
+    "SPECIAL_TOKENS",
+    "TEST_FRACTION",
+    "NAMES",
+    "FEMALE",
+    "OBJECTS",
+    "Operation",
+    "Problem",
+    "split_of",
+    "problems",
+    "prompt",
+    "reasoning_trace",
+    "base_trace",
+    "extract_answer",
+    "grade",
+    "vocabulary",
+    "tokenizer",
+    "thinking_tokens",
+    "training_text",
+    "THINKING_WORDS",
+    "THINK_OPEN",
+    "ANSWER_RANGE",
+    "MIN_OPS",
+    "MAX_OPS",
+    "THINK_CLOSE",
+    "BOX_OPEN",
+]
+
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 TEST_FRACTION = 0.1
 """Fraction of all problems (by hash of the question) that belong to the test split."""

@@ -1,0 +1,1 @@
+"""Reproduce every figure and table of the paper (``tl-thinktok reproduce``)."""

@@ -1,0 +1,1 @@
+"""One module per figure / table; each defines ``NAME`` and ``run(ctx) -> Summary``."""

@@ -1,0 +1,157 @@
+"""Fig. 7: accuracy vs thinking-token budget, original vs thinking-token test-time scaling.
+
+For each budget ``B`` (:func:`tl_thinktok.interventions.ttts.budget_forcing`, greedy):
+
+* original: think at most ``B`` tokens (an early end is kept), then the answer is forced;
+* TTTS: the same, but an early end of thinking is replaced by a thinking word (" Wait", …)
+  until ``B`` tokens are used (minimum = maximum = ``B``), then the answer is forced.
+
+Answer forcing: ``</think>`` + ``\\boxed{`` for the organism, ``</think>`` + the reference's
+``Final Answer within \\boxed{}:`` otherwise. Paper budgets (reference code): GSM8K 256…2560,
+MATH-500 512…5120, AIME24 1024…12288; the organism uses budgets that fit its short traces.
+
+Run alone: ``python experiments/fig7_ttts.py --model organism --quick``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from tl_thinktok.reproduce.core import (
+    PAPER_BUDGETS,
+    ExpContext,
+    Summary,
+    accuracy_run,
+    save_csv,
+    save_fig,
+    save_json,
+)
+
+NAME = "fig7"
+
+
+def answer_prefix(family: str) -> str:
+    return " \\boxed{" if family == "organism" else " Final Answer within \\boxed{}:"
+
+
+def run(ctx: ExpContext) -> Summary:
+    import matplotlib.pyplot as plt
+
+    from tl_thinktok.datasets import grade, load_dataset, prompt_for
+    from tl_thinktok.interventions.ttts import budget_forcing
+
+    model = ctx.load(ctx.model)
+    fam = ctx.family(ctx.model)
+    prefix = answer_prefix(fam)
+    words = list(ctx.size("ttts_words"))
+    results, rows = {}, []
+    for ds in ctx.eval_datasets:
+        items = load_dataset(ds, n=ctx.size("n_ttts"), seed=ctx.seed)
+        budgets = list(ctx.size("budgets") or PAPER_BUDGETS[ds])
+        run_ = accuracy_run(
+            ctx,
+            "ttts",
+            {
+                "dataset": ds,
+                "ids": [i.id for i in items],
+                "budgets": budgets,
+                "words": words,
+                "prefix": prefix,
+            },
+        )
+        units = [("original", b, it) for b in budgets for it in items]
+        units += [(w, b, it) for w in words for b in budgets for it in items]
+
+        def do(unit, ds=ds):
+            cond, b, it = unit
+            r = budget_forcing(
+                model,
+                prompt_for(fam, it.question),
+                thinking_word=cond if cond != "original" else "Wait",
+                end_marker="</think>",
+                min_thinking_tokens=0 if cond == "original" else b,
+                max_thinking_tokens=b,
+                answer_prefix=prefix,
+                max_answer_tokens=8 if fam == "organism" else 32,
+            )
+            text = prefix + r.answer_text
+            return {
+                "correct": bool(grade(ds, text, it.answer)),
+                "thinking_tokens": r.thinking_tokens_used,
+                "words_appended": r.words_appended,
+                "forced_end": r.forced_end,
+            }
+
+        out = run_.map(
+            units,
+            key=lambda u: f"{u[0]}|{u[1]}|{u[2].id}",
+            fn=do,
+            desc=f"fig7 {ds}",
+            progress=ctx.progress,
+        )
+        agg: dict[tuple[str, int], list] = {}
+        for (cond, b, _), o in zip(units, out, strict=True):
+            agg.setdefault((cond, b), []).append(o)
+        curve = []
+        for (cond, b), lst in agg.items():
+            curve.append(
+                {
+                    "dataset": ds,
+                    "condition": cond,
+                    "budget": b,
+                    "accuracy": float(np.mean([x["correct"] for x in lst])),
+                    "mean_thinking_tokens": float(np.mean([x["thinking_tokens"] for x in lst])),
+                    "mean_words_appended": float(np.mean([x["words_appended"] for x in lst])),
+                    "forced_end_rate": float(np.mean([x["forced_end"] for x in lst])),
+                    "n_items": len(lst),
+                }
+            )
+        rows += curve
+        results[ds] = curve
+    fig, axes = plt.subplots(1, len(results), figsize=(4.8 * len(results), 3.4), squeeze=False)
+    for ax, (ds, curve) in zip(axes[0], results.items(), strict=True):
+        for cond in ["original"] + words:
+            c = [x for x in curve if x["condition"] == cond]
+            ax.plot(
+                [x["budget"] for x in c],
+                [x["accuracy"] for x in c],
+                "o-" if cond == "original" else "s--",
+                color="tab:gray" if cond == "original" else None,
+                label="original" if cond == "original" else f"TTTS ({cond})",
+            )
+        ax.set_xticks(sorted({x["budget"] for x in curve}))
+        ax.set_xlabel("thinking-token budget")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{ds} (n={curve[0]['n_items']})", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Thinking-token test-time scaling: {ctx.model}", fontsize=10)
+    fig.tight_layout()
+    files = [
+        save_fig(ctx.out, NAME, fig),
+        save_json(ctx.out, NAME, results),
+        save_csv(ctx.out, NAME, rows),
+    ]
+    numbers = {}
+    for ds, curve in results.items():
+        for cond in ["original"] + words:
+            c = [x for x in curve if x["condition"] == cond]
+            numbers[f"{ds}: {cond} acc by budget"] = ", ".join(
+                f"{x['budget']}:{x['accuracy']:.2f}" for x in c
+            )
+    return Summary(
+        name=NAME,
+        title="Accuracy vs token budget, original vs TTTS (paper Fig. 7)",
+        model=ctx.model,
+        dataset=", ".join(results),
+        numbers=numbers,
+        paper="TTTS keeps improving with the budget where the original model plateaus "
+        "(reference-code TTTS, budgets GSM8K 256–2560, MATH-500 512–5120, AIME24 1024–12288).",
+        notes="TTTS here = s1-style budget forcing with minimum = maximum budget and the "
+        "thinking word replacing an early end (tl_thinktok.interventions.ttts.budget_forcing); the reference's "
+        "two-stage variant is tl_thinktok.interventions.ttts.reference_ttts.",
+        files=files,
+    )
+
