@@ -1,12 +1,13 @@
 """Peak-token logit lens and thinking-token frequency tables (PAPER.md §3, Figs. 4/8).
 
-:class:`PeakTokenLens` maps step representations h_t (block ``layer`` outputs, e.g. from
-:func:`tl_thinktok.probe.step_residuals` or an :class:`~tl_thinktok.probe.MIProbe`) through the
-final norm and unembedding, ``p_t = softmax(W_U norm(h_t) + b)``, and returns the top-``k`` tokens.
+:class:`PeakTokenLens` is a reader: it maps step representations h_t (block ``layer`` outputs: a
+``[step, d_model]`` tensor from :func:`tl_thinktok.probe.step_residuals`, or anything with a
+``.residuals`` tensor such as an :class:`~tl_thinktok.probe.MIProbe`) through the final norm and
+unembedding, ``p_t = softmax(W_U norm(h_t) + b)``, and returns the top-``k`` tokens.
 It calls :func:`tl_thinktok.hosts.unembed_resid`, so hooks the user put on ``ln_final`` /
-``unembed`` (a :class:`~tl_thinktok.interventions.suppress.SuppressTokens` ban, a steering hook) do NOT change
-what the lens reads. At the last block under greedy decoding, the top-1 token at step t is the
-generated token t; at other layers it is the logit lens.
+``unembed`` (a :class:`~tl_thinktok.interventions.suppress.SuppressTokens` ban, a steering hook)
+do NOT change what the lens reads. At the last block under greedy decoding, the top-1 token at
+step t is the generated token t; at other layers it is the logit lens.
 
 :func:`thinking_token_counts` applies the paper's aggregation — decode, strip, keep
 ``^[a-zA-Z]+$`` — and returns a :class:`TokenCounts` table (``top``, ``save``/``load``, ``plot``).
@@ -21,10 +22,8 @@ Example:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from tl_thinktok import hosts
+from tl_thinktok._io import JsonIO
+from tl_thinktok._validate import check_int
+from tl_thinktok.interventions.base import Component
+from tl_thinktok.probe import MIProbe
 
 __all__ = ["LensResult", "PeakTokenLens", "TokenCounts", "thinking_token_counts", "WORD_RE"]
 
@@ -42,7 +45,7 @@ WORD_RE = re.compile(r"^[a-zA-Z]+$")
 
 
 @dataclass
-class LensResult:
+class LensResult(JsonIO):
     """Top-``k`` lens readout at a set of steps.
 
     Attributes:
@@ -67,113 +70,88 @@ class LensResult:
         """Most probable token string per step."""
         return [t[0] for t in self.tokens]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "steps": list(self.steps),
-            "token_ids": self.token_ids.tolist(),
-            "tokens": self.tokens,
-            "probs": self.probs.tolist(),
-            "layer": self.layer,
-        }
-
-    def save(self, path: str | Path) -> Path:
-        """Write as JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False))
-        return path
-
     @classmethod
-    def load(cls, path: str | Path) -> LensResult:
-        """Read a file written by :meth:`save`."""
-        d = json.loads(Path(path).read_text())
+    def from_dict(cls, data: dict[str, Any]) -> LensResult:
+        """Inverse of ``to_dict`` (tensors rebuilt; a ``None`` probability is NaN)."""
+        n = len(data["steps"])
+        probs = [[float("nan") if p is None else p for p in row] for row in data["probs"]]
         return cls(
-            steps=[int(s) for s in d["steps"]],
-            token_ids=torch.tensor(d["token_ids"], dtype=torch.long).reshape(len(d["steps"]), -1),
-            tokens=[list(t) for t in d["tokens"]],
-            probs=torch.tensor(d["probs"], dtype=torch.float64).reshape(len(d["steps"]), -1),
-            layer=int(d.get("layer", -1)),
+            steps=[int(s) for s in data["steps"]],
+            token_ids=torch.tensor(data["token_ids"], dtype=torch.long).reshape(n, -1),
+            tokens=[list(t) for t in data["tokens"]],
+            probs=torch.tensor(probs, dtype=torch.float64).reshape(n, -1),
+            layer=int(data.get("layer", -1)),
         )
 
 
-class PeakTokenLens:
+class PeakTokenLens(Component):
     """Decode step representations to tokens through the final norm + unembedding.
 
     Args:
-        layer: block the residuals come from (used by :meth:`attach` to record and stored in the
-            result; negative counts from the end).
+        layer: block the residuals come from (stored in the result; used by the recorder).
         k: number of top tokens per step.
 
-    Usable on stored residuals (:meth:`decode`) or as a component: ``with lens.attach(model):
-    model.generate(...)`` records the last-position residual of block ``layer`` at every step
-    (like :class:`~tl_thinktok.probe.MIProbe`), then ``lens.decode(model)`` reads them.
+    A reader: :meth:`decode` reads a ``[step, d_model]`` tensor or anything with
+    ``.residuals`` (an :class:`~tl_thinktok.probe.MIProbe`). For convenience it also owns a
+    recorder, ``lens.probe = MIProbe(layer)``: ``with lens.attach(model): model.generate(...)``
+    records through it, then ``lens.decode(model)`` reads it.
 
     Example:
         >>> lens = PeakTokenLens(layer=-1, k=3)
         >>> res = lens.decode(model, residuals, steps=[4, 17])  # doctest: +SKIP
+        >>> res = lens.decode(model, probe, steps=peaks)        # doctest: +SKIP
         >>> res.tokens[0]                                        # doctest: +SKIP
         [' So', ' Let', ' Hmm']
     """
 
     def __init__(self, layer: int = -1, k: int = 1) -> None:
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise TypeError(f"layer must be an int, got {type(layer).__name__}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
-        self.layer = layer
-        self.k = k
-        from tl_thinktok.probe import MIProbe
-
-        self._probe = MIProbe(layer)
+        self.layer = check_int("layer", layer)
+        self.k = check_int("k", k, low=1)
+        self.probe = MIProbe(self.layer)
 
     def __repr__(self) -> str:
         return f"PeakTokenLens(layer={self.layer}, k={self.k})"
 
     @property
     def residuals(self) -> Float[Tensor, "step d_model"]:
-        """Residuals recorded while attached."""
-        return self._probe.residuals
+        """Residuals recorded by :attr:`probe` while attached."""
+        return self.probe.residuals
 
     def reset(self) -> None:
         """Forget recorded residuals."""
-        self._probe.reset()
+        self.probe.reset()
 
-    def fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
-        """Recording hook on block ``layer`` (same as MIProbe's)."""
-        return self._probe.fwd_hooks(model)
-
-    @contextmanager
-    def attach(self, model: Any, *, reset: bool = True) -> Iterator[PeakTokenLens]:
-        """Record block ``layer``'s last-position residual at every forward call."""
-        with self._probe.attach(model, reset=reset):
-            yield self
+    def _fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
+        """The recorder's hooks (those of :attr:`probe`)."""
+        return self.probe._fwd_hooks(model)
 
     def decode(
         self,
         model: Any,
-        residuals: Float[Tensor, "step d_model"] | None = None,
+        residuals: Float[Tensor, "step d_model"] | Any = None,
         steps: Sequence[int] | Tensor | None = None,
     ) -> LensResult:
         """Top-``k`` tokens of ``softmax(unembed(norm(h)))`` at ``steps``.
 
         Args:
             model: HookedTransformer or TransformerBridge (with a tokenizer for the strings).
-            residuals: ``[step, d_model]`` block outputs; ``None`` → the ones recorded by
-                :meth:`attach`.
+            residuals: ``[step, d_model]`` block outputs, or an object with ``.residuals`` (an
+                :class:`~tl_thinktok.probe.MIProbe`); ``None`` → :attr:`probe`'s recording.
             steps: rows to decode (e.g. MI peak indices); ``None`` → all rows.
 
         Returns:
             :class:`LensResult` with ``n = len(steps)`` rows.
         """
         if residuals is None:
-            residuals = self.residuals
+            residuals = self.probe
+        if not isinstance(residuals, Tensor) and hasattr(residuals, "residuals"):
+            residuals = residuals.residuals
         if not isinstance(residuals, Tensor) or residuals.ndim != 2:
             shape = tuple(residuals.shape) if isinstance(residuals, Tensor) else residuals
             raise ValueError(f"residuals must be a [step, d_model] tensor, got {shape}")
-        if residuals.shape[-1] != hosts.d_model(model):
-            raise ValueError(
-                f"residuals have width {residuals.shape[-1]}, model d_model={hosts.d_model(model)}"
-            )
+        width = hosts.d_model(model)
+        if residuals.shape[-1] != width:
+            raise ValueError(f"residuals have width {residuals.shape[-1]}, model d_model={width}")
         n = residuals.shape[0]
         if steps is None:
             idx = list(range(n))
@@ -182,9 +160,7 @@ class PeakTokenLens:
                 steps = steps.flatten().tolist()
             idx = []
             for s in steps:
-                if isinstance(s, bool) or not hasattr(s, "__index__"):
-                    raise TypeError(f"steps must be ints, got {s!r}")
-                s = int(s.__index__())
+                s = check_int("steps", s)
                 if not -n <= s < n:
                     raise ValueError(f"step {s} is out of range for {n} residual rows")
                 idx.append(s % n)
@@ -200,7 +176,7 @@ class PeakTokenLens:
 
 
 @dataclass
-class TokenCounts:
+class TokenCounts(JsonIO):
     """Frequency table of thinking words (Counter-like).
 
     Attributes:
@@ -228,8 +204,7 @@ class TokenCounts:
 
     def top(self, k: int = 15) -> list[tuple[str, int]]:
         """The ``k`` most frequent ``(word, count)`` pairs."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ValueError(f"k must be a non-negative int, got {k!r}")
+        k = check_int("k", k, low=0)
         return list(self.counts.items())[:k]
 
     most_common = top
@@ -240,20 +215,20 @@ class TokenCounts:
             merged[w] = merged.get(w, 0) + c
         return TokenCounts(merged, self.total + other.total)
 
-    def save(self, path: str | Path) -> Path:
-        """Write as JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"counts": self.counts, "total": self.total}))
-        return path
+    @classmethod
+    def from_dict(cls, data: Any) -> TokenCounts:
+        """Inverse of ``to_dict`` (``{"counts": {word: n}, "total": n}``)."""
+        if not isinstance(data, dict) or not isinstance(data.get("counts"), dict):
+            raise ValueError("not a TokenCounts file (missing 'counts' mapping)")
+        return cls({str(w): int(c) for w, c in data["counts"].items()}, int(data.get("total", 0)))
 
     @classmethod
     def load(cls, path: str | Path) -> TokenCounts:
-        """Read a file written by :meth:`save`."""
-        d = json.loads(Path(path).read_text())
-        if not isinstance(d, dict) or not isinstance(d.get("counts"), dict):
-            raise ValueError(f"{path}: not a TokenCounts file (missing 'counts' mapping)")
-        return cls({str(w): int(c) for w, c in d["counts"].items()}, int(d.get("total", 0)))
+        """Read a file written by ``save`` (a wrong file: ``ValueError`` naming it)."""
+        try:
+            return super().load(path)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     def plot(self, k: int = 15, ax: Any = None, title: str | None = None) -> Any:
         """Bar chart of the top-``k`` words (Fig. 4 style). Returns the matplotlib Axes."""

@@ -21,8 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,6 +29,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from tl_thinktok import hosts
+from tl_thinktok._validate import check_int
+from tl_thinktok.interventions.base import Component
+from tl_thinktok.mi import estimate
 
 __all__ = ["step_residuals", "answer_representation", "MIProbe"]
 
@@ -96,8 +98,7 @@ def step_residuals(
         torch.Size([8, 64])
     """
     tokens = _as_1d_tokens(tokens)
-    if isinstance(prompt_len, bool) or not isinstance(prompt_len, int):
-        raise TypeError(f"prompt_len must be an int, got {type(prompt_len).__name__}")
+    prompt_len = check_int("prompt_len", prompt_len)
     if not 1 <= prompt_len < tokens.shape[0]:
         raise ValueError(
             f"prompt_len={prompt_len} must satisfy 1 <= prompt_len < len(tokens)={tokens.shape[0]} "
@@ -134,7 +135,7 @@ def answer_representation(
     return _residuals_at(model, tokens, layer)[-1]
 
 
-class MIProbe:
+class MIProbe(Component):
     """Record block ``layer``'s last-position residual once per forward pass (generation step).
 
     During ``model.generate`` the prefill sees ``[batch, prompt_len, d]`` and each later step
@@ -145,11 +146,12 @@ class MIProbe:
     around the ``generate`` call you want (``attach`` resets by default).
 
     One row per pass: if block ``layer`` runs more than once in a pass (a component that reruns
-    upper blocks, e.g. :class:`~tl_thinktok.interventions.recycle.RepresentationRecycling`), the LAST output of
-    the pass is kept, i.e. the state whose logits chose the emitted token. Passes are delimited by
-    block 0's input hook (``blocks.0.hook_resid_pre``), which fires once at the start of every
-    forward (``hook_embed`` does not fire in HookedTransformer.generate). Limitation: a component
-    that calls block 0 itself mid-pass (recycling at layer 0) splits that pass into two rows.
+    upper blocks, e.g. :class:`~tl_thinktok.interventions.recycle.RepresentationRecycling`), the
+    LAST output of the pass is kept, i.e. the state whose logits chose the emitted token. Passes
+    are delimited by block 0's input hook (``hosts.resid_pre_name(model, 0)``), which fires once at
+    the start of every forward (``hook_embed`` does not fire in HookedTransformer.generate).
+    Limitation: a component that calls block 0 itself mid-pass (recycling at layer 0) splits that
+    pass into two rows.
 
     Batches: rows are kept per batch element; ``.residuals`` needs batch 1, ``.batch_residuals``
     gives ``[batch, step, d]`` (with left padding / finished rows the caller must mask).
@@ -166,9 +168,7 @@ class MIProbe:
     """
 
     def __init__(self, layer: int = -1) -> None:
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise TypeError(f"layer must be an int, got {type(layer).__name__}")
-        self.layer = layer
+        self.layer = check_int("layer", layer)
         self._rows: list[Tensor] = []
         self._pending: Tensor | None = None
 
@@ -179,7 +179,7 @@ class MIProbe:
         return len(self._rows) + (self._pending is not None)
 
     def reset(self) -> None:
-        """Forget all recorded steps."""
+        """Forget all recorded steps (``attach`` does this by default)."""
         self._rows = []
         self._pending = None
 
@@ -195,26 +195,12 @@ class MIProbe:
         # record only; never route on hook.name (the bridge reports its own names)
         self._pending = x[:, -1].detach().clone()
 
-    def fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
+    def _fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
         """``[(block 0 input: pass delimiter), (resid_post of block layer: recorder)]``."""
         return [
             (hosts.resid_pre_name(model, 0), self._pass_start_hook),
             (hosts.resid_post_name(model, self.layer), self._hook),
         ]
-
-    @contextmanager
-    def attach(self, model: Any, *, reset: bool = True) -> Iterator[MIProbe]:
-        """Context manager: add the recorder to ``model``; removes only its own hooks on exit.
-
-        Args:
-            model: HookedTransformer or TransformerBridge.
-            reset: clear previously recorded steps first.
-        """
-        hooks = self.fwd_hooks(model)
-        if reset:
-            self.reset()
-        with model.hooks(fwd_hooks=hooks):
-            yield self
 
     @property
     def batch_residuals(self) -> Float[Tensor, "batch step d_model"]:
@@ -252,8 +238,6 @@ class MIProbe:
         Returns:
             ``[step]`` float64 MI trajectory.
         """
-        from tl_thinktok.mi import estimate
-
         x = self.residuals
         if not isinstance(answer_rep, Tensor) or answer_rep.shape != (x.shape[-1],):
             shape = tuple(answer_rep.shape) if isinstance(answer_rep, Tensor) else answer_rep

@@ -82,7 +82,7 @@ def test_lens_result_roundtrip_and_errors(model, tmp_path):
         PeakTokenLens(-1).decode(model, h, steps=[4])
     with pytest.raises(ValueError, match="width 3"):
         PeakTokenLens(-1).decode(model, torch.zeros(2, 3))
-    with pytest.raises(ValueError, match="k must be a positive int"):
+    with pytest.raises(ValueError, match="k must be >= 1"):
         PeakTokenLens(-1, k=0)
     with pytest.raises(ValueError, match="recorded nothing"):
         PeakTokenLens(-1).decode(model)

@@ -1,4 +1,29 @@
-"""Host adapters: one API over TransformerLens's ``HookedTransformer`` and ``TransformerBridge``."""
+"""Host adapters: one object per TransformerLens host, behind one functional API.
 
+:func:`adapter` returns the :class:`HostAdapter` of a model (:class:`HookedAdapter` for
+``HookedTransformer`` and sae-lens's ``HookedSAETransformer``, :class:`BridgeAdapter` for
+``TransformerBridge``); the functions (``resid_post_name``, ``unembed_resid``, ``to_tokens`` …)
+delegate to it. A new host is one new adapter class passed to :func:`register_adapter`.
+
+Example:
+    >>> from tl_thinktok import hosts
+    >>> hosts.adapter(model).name, hosts.logits_name(model)   # doctest: +SKIP
+    ('hooked', 'unembed.hook_out')
+"""
+
+from tl_thinktok.hosts.base import HostAdapter
+from tl_thinktok.hosts.bridge import BridgeAdapter
 from tl_thinktok.hosts.functional import *  # noqa: F403
-from tl_thinktok.hosts.functional import __all__ as __all__
+from tl_thinktok.hosts.functional import __all__ as _functional_all
+from tl_thinktok.hosts.hooked import HookedAdapter
+from tl_thinktok.hosts.registry import ADAPTERS, adapter, register_adapter
+
+__all__ = [
+    "ADAPTERS",
+    "BridgeAdapter",
+    "HookedAdapter",
+    "HostAdapter",
+    "adapter",
+    "register_adapter",
+    *_functional_all,
+]

@@ -36,8 +36,7 @@ Example:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +45,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tl_thinktok import hosts
+from tl_thinktok._validate import as_token_ids, check_int, check_prob
+from tl_thinktok.hosts import HostAdapter
+from tl_thinktok.interventions.base import Component, ModuleHook
 
 __all__ = ["RepresentationRecycling", "TRIGGER_MODES"]
 
@@ -92,7 +94,7 @@ class _Sequence:
         self.n += k
 
 
-class RepresentationRecycling:
+class RepresentationRecycling(Component):
     """Recycle block ``layer``'s output through block ``layer`` again on thinking tokens.
 
     Args:
@@ -110,7 +112,13 @@ class RepresentationRecycling:
         seed: seed of the instance's RNG (``reset()`` re-seeds it).
 
     Attributes:
-        fired: number of recycles performed since construction / the last ``reset()``.
+        fired: number of recycles performed since the last ``reset()`` (``attach`` resets by
+            default; ``attach(model, reset=False)`` keeps counting and keeps the RNG stream).
+
+    RR needs the arguments each block is called with (KV cache, masks, rotary embeddings), which
+    only ``attach`` / ``attach_all`` capture (torch block pre-hooks): ``requires_attach`` is True
+    and ``fwd_hooks()`` raises. Its ``hook_order`` is the highest, so in ``attach_all`` its logits
+    hook runs after every other component's (it sees a ban's ``-inf`` logits).
 
     Raises:
         ValueError: empty trigger set, negative ids, ``p`` outside ``[0, 1]``, ``n_recycles < 1``,
@@ -124,6 +132,9 @@ class RepresentationRecycling:
         2
     """
 
+    requires_attach = True
+    hook_order = 100  # innermost: its logits hook sees the other components' edits
+
     def __init__(
         self,
         layer: int,
@@ -133,30 +144,20 @@ class RepresentationRecycling:
         n_recycles: int = 1,
         seed: int = 0,
     ) -> None:
-        if isinstance(layer, bool) or not hasattr(layer, "__index__"):
-            raise TypeError(f"layer must be an int, got {type(layer).__name__}: {layer!r}")
+        layer = check_int("layer", layer)
         if trigger not in TRIGGER_MODES:
             raise ValueError(f"unknown trigger mode {trigger!r}; expected one of {TRIGGER_MODES}")
-        if isinstance(p, bool) or not isinstance(p, (int, float)):
-            raise TypeError(f"p must be a float in [0, 1], got {type(p).__name__}: {p!r}")
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"p must lie in [0, 1], got {p}")
-        if isinstance(n_recycles, bool) or not isinstance(n_recycles, int):
-            raise TypeError(f"n_recycles must be an int >= 1, got {n_recycles!r}")
-        if n_recycles < 1:
-            raise ValueError(f"n_recycles must be >= 1, got {n_recycles}")
+        p = check_prob("p", p)
+        n_recycles = check_int("n_recycles", n_recycles, low=1)
+        seed = check_int("seed", seed)
         if trigger == "candidate" and n_recycles != 1:
             raise ValueError(
                 f"trigger='candidate' recycles exactly once (as the reference); got "
                 f"n_recycles={n_recycles}. Use trigger='input' for repeated recycling."
             )
-        try:  # ints >= 0 here; the vocabulary bound is checked when attached to a model
-            ids = hosts.check_token_ids(2**62, trigger_token_ids)
-        except ValueError as err:
-            raise ValueError(f"trigger_token_ids must be non-negative token ids: {err}") from err
-        if not ids:
-            raise ValueError("trigger_token_ids is empty: give at least one trigger token id")
-        self.layer = int(layer.__index__())
+        # ids >= 0 here; the vocabulary bound is checked when attached to a model
+        ids = as_token_ids(trigger_token_ids, name="trigger_token_ids", allow_empty=False)
+        self.layer = layer
         self.trigger_token_ids: tuple[int, ...] = tuple(sorted(set(ids)))
         self.trigger = trigger
         self.p = float(p)
@@ -184,157 +185,84 @@ class RepresentationRecycling:
         return list(self._recycled)
 
     def reset(self) -> None:
-        """Zero ``fired``, re-seed the RNG and forget the current sequence."""
+        """Zero ``fired``, re-seed the RNG and forget the current sequence (``attach`` calls it)."""
         self.fired = 0
         self._rng = random.Random(self.seed)
         self._step = None
         self._emb = None
         self._recycled = []
 
-    def fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
-        """The TransformerLens hooks of this component (``[(hook_name, fn), ...]``).
+    def _fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
+        """RR's TransformerLens hooks (block-L input; in candidate mode also its output, logits).
 
-        RR also needs the arguments each block is called with (KV cache, masks, rotary
-        embeddings), which only :meth:`attach` captures (with torch module pre-hooks): use
-        ``attach`` to run it; these hooks raise ``RuntimeError`` when fired without it.
+        They need the block pre-hooks of :meth:`_module_hooks` (``requires_attach``).
         """
-        layer = self._check_model(model)
+        ad = self._check_model(model)
+        layer = ad.check_layer(self.layer)
         hooks: list[tuple[str, Callable]] = [
-            (f"blocks.{layer}.hook_resid_pre", self._make_resid_pre_hook(model, layer)),
+            (ad.resid_pre_name(layer), self._make_resid_pre_hook(ad, layer)),
         ]
         if self.trigger == "candidate":
-            hooks.append((hosts.resid_post_name(model, layer), self._make_resid_post_hook()))
-            hooks.append((hosts.logits_name(model), self._make_logits_hook(model, layer)))
+            hooks.append((ad.resid_post_name(layer), self._make_resid_post_hook()))
+            hooks.append((ad.logits_name(), self._make_logits_hook(ad, layer)))
         return hooks
 
-    @contextmanager
-    def attach(self, model: Any) -> Iterator[RepresentationRecycling]:
-        """Context manager: install the hooks on ``model``; removes exactly them on exit/error.
+    def _module_hooks(self, model: Any) -> list[ModuleHook]:
+        """Pre-hooks on block 0 (pass start) and blocks ``>= L`` (their call kwargs, KV cache)."""
+        ad = hosts.adapter(model)
+        layer = ad.check_layer(self.layer)
+        return [
+            ModuleHook(ad.block(i), self._make_block_pre_hook(ad, i, layer))
+            for i in sorted({0, *range(layer, ad.n_layers)})
+        ]
 
-        Example:
-            >>> with RepresentationRecycling(-3, [5]).attach(model) as rr:   # doctest: +SKIP
-            ...     model.generate(tokens, max_new_tokens=8, do_sample=False)
-        """
-        hooks = self.fwd_hooks(model)
-        layer = hosts.check_layer(model, self.layer)
-        handles = []
-        try:
-            for i in sorted({0, *range(layer, hosts.n_layers(model))}):
-                pre = self._make_block_pre_hook(model, i, layer)
-                handles.append(model.blocks[i].register_forward_pre_hook(pre, with_kwargs=True))
-            with model.hooks(fwd_hooks=hooks):
-                yield self
-        finally:
-            for h in handles:
-                h.remove()
-            self._step = None
+    def _on_detach(self) -> None:
+        self._step = None
 
     # ------------------------------------------------------------------ checks
-    def _check_model(self, model: Any) -> int:
-        hosts.check_host(model)
-        layer = hosts.check_layer(model, self.layer)
-        hosts.check_token_ids(model, list(self.trigger_token_ids))
-        if self.trigger == "input" and not hosts.is_bridge(model):
-            pe = getattr(model.cfg, "positional_embedding_type", "rotary")
-            if pe in ("standard", "shortformer"):
+    def _check_model(self, model: Any) -> HostAdapter:
+        ad = hosts.adapter(model)
+        ad.check_layer(self.layer)
+        ad.check_token_ids(list(self.trigger_token_ids))
+        if self.trigger == "input":
+            pe = ad.additive_position_embedding()
+            if pe is not None:
                 raise ValueError(
                     "trigger='input' identifies the fed token by its embedding at block 0, which "
                     f"needs a model without additive position embeddings (got {pe!r})"
                 )
-        return layer
+        return ad
 
     # ------------------------------------------------------------------ host plumbing
     @staticmethod
-    def _call_block(model: Any, i: int, x: Tensor, kwargs: dict[str, Any]) -> Tensor:
-        out = model.blocks[i](x, **kwargs)
-        return out[0] if isinstance(out, tuple) else out
-
-    @staticmethod
-    def _cache_of(model: Any, kw: dict[str, Any]) -> Any:
-        if hosts.is_bridge(model):
-            c = kw.get("cache", None)
-            return c if c is not None else kw.get("past_key_values", None)
-        return kw.get("past_kv_cache_entry", None)
-
-    def _cache_len(self, model: Any, i: int, kw: dict[str, Any]) -> int:
-        c = self._cache_of(model, kw)
-        if c is None:
-            return 0
-        if hosts.is_bridge(model):
-            return int(c.layers[i].get_seq_length()) if len(c.layers) > i else 0
-        return int(c.past_keys.shape[1])
-
-    def _rollback(self, model: Any, step: _Step, layers: Iterable[int]) -> None:
+    def _rollback(ad: HostAdapter, step: _Step, layers: Iterable[int]) -> None:
         """Remove the newest KV entry of each block in ``layers``."""
         for i in layers:
-            c = self._cache_of(model, step.kwargs[i])
-            if hosts.is_bridge(model):
-                lay = c.layers[i]
-                if getattr(lay, "is_sliding", False) or not getattr(lay, "is_croppable", True):
-                    raise NotImplementedError(
-                        f"RepresentationRecycling cannot roll back a {type(lay).__name__} "
-                        "KV-cache layer (only DynamicLayer is supported)"
-                    )
-                lay.crop(-1)
-            else:
-                c.past_keys = c.past_keys[:, :-1]
-                c.past_values = c.past_values[:, :-1]
+            try:
+                ad.rollback(i, step.kwargs[i])
+            except NotImplementedError as err:
+                raise NotImplementedError(f"RepresentationRecycling {err}") from err
 
-    @staticmethod
-    def _slice_kwargs(model: Any, kw: dict[str, Any], sl: slice, *, keep_cache: bool) -> dict:
-        """Restrict per-position block kwargs to query positions ``sl`` (keys: all cached)."""
-        out = dict(kw)
-        if hosts.is_bridge(model):
-            if not keep_cache:
-                out.pop("past_key_values", None)
-                out["cache"] = None
-                out["use_cache"] = False
-            pe = kw.get("position_embeddings")
-            if pe is not None:
-                out["position_embeddings"] = tuple(t[:, sl] for t in pe)
-            if kw.get("position_ids") is not None:
-                out["position_ids"] = kw["position_ids"][..., sl]
-            if kw.get("cache_position") is not None:
-                out["cache_position"] = kw["cache_position"][sl]
-            am = kw.get("attention_mask")
-            if isinstance(am, Tensor) and am.ndim == 4:
-                am = am[..., sl, :]
-                if not keep_cache and sl.stop is not None:
-                    am = am[..., : sl.stop]
-                out["attention_mask"] = am
-            elif isinstance(am, Tensor) and am.ndim == 2 and not keep_cache:
-                out["attention_mask"] = am[:, : sl.stop]
-            return out
-        if not keep_cache:
-            out["past_kv_cache_entry"] = None
-            am = kw.get("attention_mask")
-            if am is not None and sl.stop is not None:
-                out["attention_mask"] = am[:, : sl.stop]
-        spe = kw.get("shortformer_pos_embed")
-        if spe is not None:
-            out["shortformer_pos_embed"] = spe[:, sl]
-        return out
-
-    def _trigger_embeddings(self, model: Any) -> Tensor:
-        key = id(model)
+    def _trigger_embeddings(self, ad: HostAdapter) -> Tensor:
+        key = id(ad.model)
         if key not in self._trigger_emb:
-            ids = torch.tensor(self.trigger_token_ids, device=hosts.model_device(model))
+            ids = torch.tensor(self.trigger_token_ids, device=ad.device)
             with torch.no_grad():
-                emb = model.embed(ids[None])[0]
+                emb = ad.embed_tokens(ids[None])[0]
             self._trigger_emb = {key: emb.detach()}
         return self._trigger_emb[key]
 
-    def _is_trigger_input(self, model: Any, emb: Tensor) -> bool:
-        ref = self._trigger_embeddings(model).to(emb.device, emb.dtype)
+    def _is_trigger_input(self, ad: HostAdapter, emb: Tensor) -> bool:
+        ref = self._trigger_embeddings(ad).to(emb.device, emb.dtype)
         return bool((ref == emb.reshape(1, -1)).all(-1).any())
 
     # ------------------------------------------------------------------ hooks
-    def _make_block_pre_hook(self, model: Any, i: int, layer: int) -> Callable:
+    def _make_block_pre_hook(self, ad: HostAdapter, i: int, layer: int) -> Callable:
         def pre_hook(module: Any, args: tuple, kwargs: dict) -> None:
             if self._busy:
                 return None
             if i == 0:
-                x0 = args[0] if args else kwargs.get("hidden_states", kwargs.get("resid_pre"))
+                x0 = ad.block_input(args, kwargs)
                 if x0.shape[0] != 1:
                     raise ValueError(
                         "RepresentationRecycling supports batch size 1 only; got a batch of "
@@ -346,7 +274,7 @@ class RepresentationRecycling:
                     raise RuntimeError("RepresentationRecycling: block 0 was not seen this pass")
                 self._step.kwargs[i] = dict(kwargs)
                 if i == layer:
-                    self._step.offset = self._cache_len(model, layer, kwargs)
+                    self._step.offset = ad.cache_len(layer, kwargs)
             return None
 
         return pre_hook
@@ -355,7 +283,7 @@ class RepresentationRecycling:
         if self._step is None:
             raise RuntimeError(
                 "RepresentationRecycling hooks fired without the block pre-hooks: run the model "
-                "inside `with rr.attach(model):` (fwd_hooks alone cannot see the KV cache)"
+                "inside `with rr.attach(model):` (TL hooks alone cannot see the KV cache)"
             )
         return self._step
 
@@ -384,7 +312,7 @@ class RepresentationRecycling:
         step.last_pos = step.offset
         return []
 
-    def _make_resid_pre_hook(self, model: Any, layer: int) -> Callable:
+    def _make_resid_pre_hook(self, ad: HostAdapter, layer: int) -> Callable:
         reps = self.n_recycles if self.trigger == "input" else 1
 
         def resid_pre_hook(x: Tensor, hook: Any) -> Tensor:
@@ -394,7 +322,7 @@ class RepresentationRecycling:
             n = x.shape[1]
             replay = self._update_sequence(step, n)
             fire_now = False
-            if self.trigger == "input" and self._is_trigger_input(model, step.x0[0, -1]):
+            if self.trigger == "input" and self._is_trigger_input(ad, step.x0[0, -1]):
                 fire_now = self._rng.random() < self.p
             self._busy = True
             try:
@@ -403,18 +331,18 @@ class RepresentationRecycling:
                     todo = sorted(set(replay) | ({n - 1} if fire_now else set()))
                     for j in todo:
                         a = x[:, j : j + 1]
-                        kw = self._slice_kwargs(
-                            model, step.kwargs[layer], slice(0, j + 1), keep_cache=False
+                        kw = ad.slice_block_kwargs(
+                            step.kwargs[layer], slice(0, j + 1), keep_cache=False
                         )
                         for _ in range(reps):
-                            a = self._call_block(model, layer, torch.cat([x[:, :j], a], 1), kw)
+                            a = ad.call_block(layer, torch.cat([x[:, :j], a], 1), kw)
                             a = a[:, -1:]
                         x[:, j : j + 1] = a
                 elif fire_now:
                     a = x
                     for _ in range(reps):
-                        a = self._call_block(model, layer, a, step.kwargs[layer])
-                        self._rollback(model, step, [layer])
+                        a = ad.call_block(layer, a, step.kwargs[layer])
+                        self._rollback(ad, step, [layer])
                     x = a.clone()
             finally:
                 self._busy = False
@@ -435,7 +363,7 @@ class RepresentationRecycling:
 
         return resid_post_hook
 
-    def _make_logits_hook(self, model: Any, layer: int) -> Callable:
+    def _make_logits_hook(self, ad: HostAdapter, layer: int) -> Callable:
         trig = set(self.trigger_token_ids)
 
         def logits_hook(logits: Tensor, hook: Any) -> Tensor:
@@ -449,7 +377,7 @@ class RepresentationRecycling:
                 return logits
             self._busy = True
             try:
-                new_last = self._recycled_logits(model, step, layer)
+                new_last = self._recycled_logits(ad, step, layer)
             finally:
                 self._busy = False
             self.fired += 1
@@ -460,7 +388,9 @@ class RepresentationRecycling:
 
         return logits_hook
 
-    def _recycled_logits(self, model: Any, step: _Step, layer: int) -> Float[Tensor, "1 1 d_vocab"]:
+    def _recycled_logits(
+        self, ad: HostAdapter, step: _Step, layer: int
+    ) -> Float[Tensor, "1 1 d_vocab"]:
         """Rerun blocks ``>= layer`` with block ``layer``'s input at the last position replaced.
 
         Called from the logits hook: with a KV cache, the newest entry of every block
@@ -469,24 +399,21 @@ class RepresentationRecycling:
         sequence. The final norm and unembedding are called as modules, so other components'
         logit hooks apply to the recycled logits too.
         """
-        top = range(layer, hosts.n_layers(model))
+        top = range(layer, ad.n_layers)
         kw_l = step.kwargs[layer]
         # a cache that really holds this pass's entries (a host may pass one and ignore it)
-        cached = (
-            self._cache_of(model, kw_l) is not None
-            and self._cache_len(model, layer, kw_l) == step.last_pos + 1
-        )
+        cached = ad.kv_cache(kw_l) is not None and ad.cache_len(layer, kw_l) == step.last_pos + 1
         if cached:
-            self._rollback(model, step, top)
+            self._rollback(ad, step, top)
             h = step.h_last
             for i in top:
-                kw = self._slice_kwargs(model, step.kwargs[i], slice(-1, None), keep_cache=True)
-                h = self._call_block(model, i, h, kw)
+                kw = ad.slice_block_kwargs(step.kwargs[i], slice(-1, None), keep_cache=True)
+                h = ad.call_block(i, h, kw)
         else:
             h = step.x_in.clone()
             h[:, -1:] = step.h_last
             for i in top:
-                kw = self._slice_kwargs(model, step.kwargs[i], slice(0, None), keep_cache=False)
-                h = self._call_block(model, i, h, kw)
+                kw = ad.slice_block_kwargs(step.kwargs[i], slice(0, None), keep_cache=False)
+                h = ad.call_block(i, h, kw)
             h = h[:, -1:]
-        return model.unembed(model.ln_final(h))
+        return ad.unembed_with_hooks(h)

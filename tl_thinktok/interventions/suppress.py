@@ -17,42 +17,20 @@ Example:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from tl_thinktok import hosts
+from tl_thinktok._validate import as_token_ids, check_int
+from tl_thinktok.interventions.base import Component
 
 __all__ = ["SuppressTokens", "random_control"]
 
 
-def _as_id_list(token_ids: Any) -> list[int]:
-    if hasattr(token_ids, "token_ids") and callable(token_ids.token_ids):
-        token_ids = token_ids.token_ids()  # a ThinkingTokens list: all of its ids
-    if isinstance(token_ids, (str, bytes)):
-        raise TypeError("token_ids must be integers, not a string (use ThinkingTokens for words)")
-    if isinstance(token_ids, Tensor):
-        if token_ids.is_floating_point() or token_ids.dtype == torch.bool:
-            raise TypeError(f"token_ids must be an integer tensor, got dtype {token_ids.dtype}")
-        token_ids = token_ids.flatten().tolist()
-    if isinstance(token_ids, int):
-        token_ids = [token_ids]
-    out: list[int] = []
-    for i in token_ids:
-        if isinstance(i, bool) or not hasattr(i, "__index__"):
-            raise TypeError(f"token ids must be ints, got {type(i).__name__}: {i!r}")
-        i = int(i.__index__())
-        if i < 0:
-            raise ValueError(f"token ids must be non-negative, got {i}")
-        if i not in out:
-            out.append(i)
-    return out
-
-
-class SuppressTokens:
+class SuppressTokens(Component):
     """Ban token ids: their logits are ``-inf`` at every position and generation step.
 
     Args:
@@ -72,7 +50,7 @@ class SuppressTokens:
     """
 
     def __init__(self, token_ids: Iterable[int] | Tensor | Any) -> None:
-        ids = _as_id_list(token_ids)
+        ids = as_token_ids(token_ids, name="token_ids", unique=True)
         if not ids:
             raise ValueError("SuppressTokens needs at least one token id (got an empty set)")
         self.token_ids: list[int] = sorted(ids)
@@ -94,7 +72,7 @@ class SuppressTokens:
         return int(torch.isin(torch.cat(tops), torch.tensor(self.token_ids)).sum())
 
     def reset(self) -> None:
-        """Zero the ``hits`` counter."""
+        """Zero the ``hits`` counter (``attach`` does this by default)."""
         self._hits = []
 
     def _idx(self, device: torch.device) -> Tensor:
@@ -117,17 +95,10 @@ class SuppressTokens:
             return logits.index_fill(-1, idx, float("-inf"))
         return logits.index_fill_(-1, idx, float("-inf"))  # in place: no copy of the logits
 
-    def fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
-        """``[("unembed.hook_out", ban)]``; raises ``ValueError`` for ids outside the vocab."""
+    def _fwd_hooks(self, model: Any) -> list[tuple[str, Callable]]:
+        """``[(logits hook name, ban)]``; raises ``ValueError`` for ids outside the vocab."""
         hosts.check_token_ids(model, self.token_ids)
         return [(hosts.logits_name(model), self._hook)]
-
-    @contextmanager
-    def attach(self, model: Any) -> Iterator[SuppressTokens]:
-        """Context manager: ban the ids on ``model``; removes only its own hook on exit/error."""
-        hooks = self.fwd_hooks(model)
-        with model.hooks(fwd_hooks=hooks):
-            yield self
 
 
 def random_control(
@@ -154,14 +125,10 @@ def random_control(
         >>> len(ids), len(set(ids)), any(i in (1, 2, 3) for i in ids)
         (3, 3, False)
     """
-    for name, v in (("vocab_size", vocab_size), ("n", n), ("seed", seed)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    if vocab_size < 1:
-        raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    excl = set(_as_id_list(list(exclude)))
+    vocab_size = check_int("vocab_size", vocab_size, low=1)
+    n = check_int("n", n, low=0)
+    seed = check_int("seed", seed)
+    excl = set(as_token_ids(list(exclude), name="exclude"))
     candidates = [i for i in range(vocab_size) if i not in excl]
     if n > len(candidates):
         raise ValueError(

@@ -1,8 +1,10 @@
 """Thinking-token test-time scaling (TTTS) and s1-style budget forcing (PAPER.md §6, Fig. 7).
 
-Two styles, both greedy and both through ``model.generate`` (hooks compose through ``fwd_hooks``,
-e.g. a :class:`~tl_thinktok.interventions.suppress.SuppressTokens` ban; wrap the call in ``rr.attach(model)`` to
-combine with Representation Recycling):
+Two styles, both greedy and both through ``model.generate``. Interventions compose through
+``components=`` (e.g. a :class:`~tl_thinktok.interventions.suppress.SuppressTokens` ban and
+:class:`~tl_thinktok.interventions.recycle.RepresentationRecycling`: reset once at the start, then
+attached with :func:`~tl_thinktok.interventions.base.attach_all` around every ``generate`` call)
+and raw TransformerLens hooks through ``fwd_hooks=``:
 
 * :func:`budget_forcing` (s1, Muennighoff et al. 2025): when the model ends its thinking (end
   marker or EOS) before ``min_thinking_tokens``, drop the end, append the thinking word ("Wait")
@@ -16,7 +18,7 @@ combine with Representation Recycling):
 The model only needs ``model.tokenizer`` (a HF tokenizer) and ``model.generate(tokens, *,
 max_new_tokens, do_sample, stop_at_eos, eos_token_id, verbose)`` as in TransformerLens (both
 ``HookedTransformer`` and ``TransformerBridge``), plus ``model.hooks(fwd_hooks=...)`` when hooks
-are given.
+are given; components need a real host.
 
 Example:
     >>> res = budget_forcing(model, "Q: 2+3?\\n<think>", min_thinking_tokens=64,
@@ -27,20 +29,22 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from tl_thinktok._io import JsonIO
+from tl_thinktok._validate import check_int
+from tl_thinktok.interventions.base import Component, attach_all
 
 __all__ = ["TTTSResult", "budget_forcing", "reference_ttts"]
 
 
 @dataclass
-class TTTSResult:
+class TTTSResult(JsonIO):
     """Outcome of one TTTS / budget-forcing run.
 
     Attributes:
@@ -53,6 +57,8 @@ class TTTSResult:
         forced_end: True when the thinking budget ran out and the end was forced.
         style: ``"budget_forcing"`` or ``"reference"``.
         answer_tokens_used: tokens generated in the answer phase.
+
+    ``save(path)`` writes JSON (folders created) and returns the path; ``load(path)`` reads it.
 
     Example:
         >>> r = TTTSResult("t", "t", "4", 3, 1, 5, False, "reference", 1)
@@ -70,15 +76,6 @@ class TTTSResult:
     style: str
     answer_tokens_used: int = 0
 
-    def save(self, path: str | Path) -> None:
-        """Write the result as JSON."""
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> TTTSResult:
-        """Read a result written by :meth:`save`."""
-        return cls(**json.loads(Path(path).read_text()))
-
 
 def _tokenizer(model: Any) -> Any:
     tok = getattr(model, "tokenizer", None)
@@ -95,12 +92,15 @@ def _encode(tok: Any, text: str) -> list[int]:
     return [int(i) for i in tok(text, add_special_tokens=False)["input_ids"]]
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return value
+def _start_components(components: Sequence[Component]) -> tuple[Component, ...]:
+    """Check the components and reset them once for the whole run."""
+    parts = tuple(components)
+    for c in parts:
+        if not isinstance(c, Component):
+            raise TypeError(f"components must be Component instances, got {type(c).__name__}")
+    for c in parts:
+        c.reset()
+    return parts
 
 
 def _device(model: Any) -> Any:
@@ -116,13 +116,18 @@ def _generate(
     max_new: int,
     stop_ids: Sequence[int],
     fwd_hooks: Sequence[tuple[str, Callable]],
+    components: tuple[Component, ...] = (),
 ) -> list[int]:
-    """Greedy ``model.generate`` from ``ids``; returns the new tokens (stop token included)."""
+    """Greedy ``model.generate`` from ``ids``; returns the new tokens (stop token included).
+
+    Raw hooks are installed first, then the components (not reset: they count over the run).
+    """
     if max_new <= 0:
         return []
     tokens = torch.tensor([ids], dtype=torch.long, device=_device(model))
     ctx = model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext()
-    with ctx:
+    parts = attach_all(model, *components, reset=False) if components else nullcontext()
+    with ctx, parts:
         out = model.generate(
             tokens,
             max_new_tokens=max_new,
@@ -156,6 +161,7 @@ def budget_forcing(
     max_extensions: int | None = None,
     fwd_hooks: Sequence[tuple[str, Callable]] = (),
     prepend_bos: bool | None = None,
+    components: Sequence[Component] = (),
 ) -> TTTSResult:
     """s1-style budget forcing: a minimum and a maximum thinking budget, then an answer.
 
@@ -171,6 +177,8 @@ def budget_forcing(
         max_extensions: at most this many words are appended (None: unlimited).
         fwd_hooks: TransformerLens hooks active during every generation call.
         prepend_bos: prepend BOS to the prompt (None: ``model.cfg.default_prepend_bos``).
+        components: tl-thinktok components (ban, RR, probe …), reset once, then attached
+            together (``attach_all``) around every generation call.
 
     Returns:
         :class:`TTTSResult` with ``style="budget_forcing"``.
@@ -184,11 +192,11 @@ def budget_forcing(
         >>> r.forced_end, r.words_appended                                    # doctest: +SKIP
         (False, 2)
     """
-    _check_int("min_thinking_tokens", min_thinking_tokens, 0)
-    _check_int("max_thinking_tokens", max_thinking_tokens, 0)
-    _check_int("max_answer_tokens", max_answer_tokens, 1)
+    check_int("min_thinking_tokens", min_thinking_tokens, low=0)
+    check_int("max_thinking_tokens", max_thinking_tokens, low=0)
+    check_int("max_answer_tokens", max_answer_tokens, low=1)
     if max_extensions is not None:
-        _check_int("max_extensions", max_extensions, 0)
+        check_int("max_extensions", max_extensions, low=0)
     if min_thinking_tokens > max_thinking_tokens:
         raise ValueError(
             f"min_thinking_tokens ({min_thinking_tokens}) exceeds max_thinking_tokens "
@@ -205,6 +213,7 @@ def budget_forcing(
     bos = getattr(tok, "bos_token_id", None)
     context = ([int(bos)] if prepend_bos and bos is not None else []) + _encode(tok, prompt)
     stop = [eos] + (end_ids if len(end_ids) == 1 else [])
+    parts = _start_components(components)
 
     thinking: list[int] = []
     words = 0
@@ -214,7 +223,7 @@ def budget_forcing(
         if remaining <= 0:
             forced = True
             break
-        new = _generate(model, context + thinking, remaining, stop, fwd_hooks)
+        new = _generate(model, context + thinking, remaining, stop, fwd_hooks, parts)
         cut = _find_end(new, eos, end_ids)
         thinking += new if cut is None else new[:cut]
         if cut is None:  # the budget ran out before any end
@@ -228,7 +237,7 @@ def budget_forcing(
             continue
         break
     answer_ctx = context + thinking + end_ids + _encode(tok, answer_prefix)
-    answer = _generate(model, answer_ctx, max_answer_tokens, [eos], fwd_hooks)
+    answer = _generate(model, answer_ctx, max_answer_tokens, [eos], fwd_hooks, parts)
     answer_clean = answer[:-1] if answer and answer[-1] == eos else answer
     return TTTSResult(
         text=tok.decode(answer_ctx + answer_clean),
@@ -254,6 +263,7 @@ def reference_ttts(
     answer_tokens: int = 16,
     fwd_hooks: Sequence[tuple[str, Callable]] = (),
     prepend_bos: bool | None = None,
+    components: Sequence[Component] = (),
 ) -> TTTSResult:
     """The reference code's TTTS: continue after a thinking word, then ask for the final answer.
 
@@ -271,6 +281,7 @@ def reference_ttts(
         answer_tokens: tokens generated for the answer (>= 1).
         fwd_hooks: TransformerLens hooks active during both generation calls.
         prepend_bos: prepend BOS (None: ``model.cfg.default_prepend_bos``).
+        components: tl-thinktok components, reset once, attached around both generation calls.
 
     Returns:
         :class:`TTTSResult` with ``style="reference"``, ``words_appended == 1``.
@@ -281,8 +292,8 @@ def reference_ttts(
         >>> r.budget_left >= 0                                        # doctest: +SKIP
         True
     """
-    _check_int("token_budget", token_budget, 0)
-    _check_int("answer_tokens", answer_tokens, 1)
+    check_int("token_budget", token_budget, low=0)
+    check_int("answer_tokens", answer_tokens, low=1)
     if not isinstance(word, str) or not word.strip():
         raise ValueError(f"word must be a non-empty string, got {word!r}")
     tok = _tokenizer(model)
@@ -292,11 +303,12 @@ def reference_ttts(
     bos = getattr(tok, "bos_token_id", None)
     head = [int(bos)] if prepend_bos and bos is not None else []
     prompt = head + _encode(tok, question_text + answer_so_far + " " + word)
-    new = _generate(model, prompt, token_budget, [eos], fwd_hooks)
+    parts = _start_components(components)
+    new = _generate(model, prompt, token_budget, [eos], fwd_hooks, parts)
     ended = bool(new) and new[-1] == eos
     thinking = new[:-1] if ended else new
     answer_ctx = prompt + thinking + _encode(tok, final_prompt)
-    answer = _generate(model, answer_ctx, answer_tokens, [eos], fwd_hooks)
+    answer = _generate(model, answer_ctx, answer_tokens, [eos], fwd_hooks, parts)
     answer_clean = answer[:-1] if answer and answer[-1] == eos else answer
     return TTTSResult(
         text=tok.decode(answer_ctx + answer_clean),

@@ -1,0 +1,133 @@
+"""``BridgeAdapter``: TransformerLens 3.9's ``TransformerBridge`` (a wrapped HF model).
+
+Hook names ``blocks.{i}.hook_in`` / ``blocks.{i}.hook_out``; blocks are HF decoder layers called
+with HF keyword arguments and an HF ``DynamicCache`` (``cache=`` in transformers 5.x,
+``past_key_values=`` before); the hook-free logit lens calls the wrapped HF ``norm`` and
+``lm_head`` modules.
+
+Example:
+    >>> ad = BridgeAdapter(bridge)     # doctest: +SKIP
+    >>> ad.resid_post_name(-1)         # doctest: +SKIP
+    'blocks.1.hook_out'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tl_thinktok.hosts.base import HostAdapter
+
+__all__ = ["BridgeAdapter"]
+
+
+def _cache_kwarg_pre_hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple:
+    if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
+        kwargs["past_key_values"] = kwargs["cache"]
+    return args, kwargs
+
+
+class BridgeAdapter(HostAdapter):
+    """Adapter for ``transformer_lens.model_bridge.TransformerBridge``.
+
+    Unembedding needs the bridge without weight processing (compatibility mode off).
+
+    Example:
+        >>> BridgeAdapter(bridge).fix_kv_cache()   # doctest: +SKIP
+        0
+    """
+
+    name = "bridge"
+
+    @classmethod
+    def matches(cls, model: Any) -> bool:
+        """True for a ``TransformerBridge``."""
+        try:
+            from transformer_lens.model_bridge import TransformerBridge
+        except ImportError:  # pragma: no cover - TL without the bridge
+            return False
+        return isinstance(model, TransformerBridge)
+
+    def _resid_post(self, i: int) -> str:
+        return f"blocks.{i}.hook_out"
+
+    def _resid_pre(self, i: int) -> str:
+        return f"blocks.{i}.hook_in"
+
+    def _unembed_no_hooks(self, resid: Tensor) -> Tensor:
+        m = self.model
+        norm = getattr(getattr(m, "ln_final", None), "original_component", None)
+        head = getattr(getattr(m, "unembed", None), "original_component", None)
+        if head is None:
+            raise ValueError("bridge model has no unembed.original_component (lm_head)")
+        w = next(head.parameters())
+        x = resid.to(device=w.device, dtype=w.dtype)
+        if norm is not None:
+            x = norm(x)
+        return head(x)
+
+    def block_input(self, args: tuple, kwargs: dict[str, Any]) -> Tensor:
+        return args[0] if args else kwargs["hidden_states"]
+
+    def kv_cache(self, kwargs: dict[str, Any]) -> Any:
+        c = kwargs.get("cache", None)
+        return c if c is not None else kwargs.get("past_key_values", None)
+
+    def cache_len(self, i: int, kwargs: dict[str, Any]) -> int:
+        c = self.kv_cache(kwargs)
+        if c is None:
+            return 0
+        return int(c.layers[i].get_seq_length()) if len(c.layers) > i else 0
+
+    def rollback(self, i: int, kwargs: dict[str, Any]) -> None:
+        lay = self.kv_cache(kwargs).layers[i]
+        if getattr(lay, "is_sliding", False) or not getattr(lay, "is_croppable", True):
+            raise NotImplementedError(
+                f"cannot roll back a {type(lay).__name__} KV-cache layer "
+                "(only DynamicLayer is supported)"
+            )
+        lay.crop(-1)
+
+    def slice_block_kwargs(
+        self, kwargs: dict[str, Any], sl: slice, *, keep_cache: bool
+    ) -> dict[str, Any]:
+        out = dict(kwargs)
+        if not keep_cache:
+            out.pop("past_key_values", None)
+            out["cache"] = None
+            out["use_cache"] = False
+        pe = kwargs.get("position_embeddings")
+        if pe is not None:
+            out["position_embeddings"] = tuple(t[:, sl] for t in pe)
+        if kwargs.get("position_ids") is not None:
+            out["position_ids"] = kwargs["position_ids"][..., sl]
+        if kwargs.get("cache_position") is not None:
+            out["cache_position"] = kwargs["cache_position"][sl]
+        am = kwargs.get("attention_mask")
+        if isinstance(am, Tensor) and am.ndim == 4:
+            am = am[..., sl, :]
+            if not keep_cache and sl.stop is not None:
+                am = am[..., : sl.stop]
+            out["attention_mask"] = am
+        elif isinstance(am, Tensor) and am.ndim == 2 and not keep_cache:
+            out["attention_mask"] = am[:, : sl.stop]
+        return out
+
+    def fix_kv_cache(self) -> int:
+        """Forward transformers 5.x's ``cache=`` kwarg as ``past_key_values=`` to attention.
+
+        TL 3.9's attention bridges only read ``past_key_values`` / ``layer_past``, so with the KV
+        cache on every decoding step would attend to itself alone. Installs a plain torch
+        forward pre-hook per attention bridge (``reset_hooks()`` keeps it); idempotent.
+        """
+        patched = 0
+        for block in self.model.blocks:
+            attn = getattr(block, "attn", None)
+            if attn is None or getattr(attn, "_thinktok_cache_alias", False):
+                continue
+            attn.register_forward_pre_hook(_cache_kwarg_pre_hook, with_kwargs=True)
+            attn._thinktok_cache_alias = True
+            patched += 1
+        return patched

@@ -1,0 +1,111 @@
+"""``HookedAdapter``: ``HookedTransformer`` (and sae-lens's ``HookedSAETransformer``).
+
+Hook names ``blocks.{i}.hook_resid_pre`` / ``blocks.{i}.hook_resid_post``; each block receives its
+own ``past_kv_cache_entry`` (``past_keys`` / ``past_values``: ``[batch, pos, heads, d_head]``);
+the final norm and unembedding are applied from their weights for the hook-free logit lens.
+
+Example:
+    >>> ad = HookedAdapter(model)      # doctest: +SKIP
+    >>> ad.resid_pre_name(0)           # doctest: +SKIP
+    'blocks.0.hook_resid_pre'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tl_thinktok.hosts.base import HostAdapter
+
+__all__ = ["HookedAdapter"]
+
+
+def _tl_norm(module: torch.nn.Module, x: Tensor) -> Tensor:
+    """Apply a TransformerLens norm module's maths from its weights (no HookPoint fires)."""
+    from transformer_lens.components import LayerNorm, LayerNormPre, RMSNorm, RMSNormPre
+
+    dtype = x.dtype
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.to(torch.float32)
+    eps = float(module.eps)
+    if isinstance(module, (LayerNorm, LayerNormPre)):
+        x = x - x.mean(-1, keepdim=True)
+        x = x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+        if isinstance(module, LayerNorm):
+            x = x * module.w + module.b
+    elif isinstance(module, (RMSNorm, RMSNormPre)):
+        x = x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+        if isinstance(module, RMSNorm):
+            x = x * module.w
+    else:
+        raise TypeError(f"unsupported final norm module {type(module).__name__}")
+    return x.to(dtype)
+
+
+class HookedAdapter(HostAdapter):
+    """Adapter for ``transformer_lens.HookedTransformer`` and its subclasses.
+
+    Example:
+        >>> HookedAdapter(model).logits_name()   # doctest: +SKIP
+        'unembed.hook_out'
+    """
+
+    name = "hooked"
+
+    @classmethod
+    def matches(cls, model: Any) -> bool:
+        """True for a ``HookedTransformer`` (or a subclass such as sae-lens's)."""
+        try:
+            from transformer_lens import HookedTransformer
+        except ImportError:  # pragma: no cover - TL 4.x removed it
+            return False
+        return isinstance(model, HookedTransformer)
+
+    def _resid_post(self, i: int) -> str:
+        return f"blocks.{i}.hook_resid_post"
+
+    def _resid_pre(self, i: int) -> str:
+        return f"blocks.{i}.hook_resid_pre"
+
+    def _unembed_no_hooks(self, resid: Tensor) -> Tensor:
+        m = self.model
+        ln = getattr(m, "ln_final", None)
+        x = resid.to(device=m.W_U.device, dtype=m.W_U.dtype)
+        if ln is not None:
+            x = _tl_norm(ln, x)
+        return x @ m.W_U + m.b_U
+
+    def additive_position_embedding(self) -> str | None:
+        pe = getattr(self.model.cfg, "positional_embedding_type", "rotary")
+        return pe if pe in ("standard", "shortformer") else None
+
+    def block_input(self, args: tuple, kwargs: dict[str, Any]) -> Tensor:
+        return args[0] if args else kwargs["resid_pre"]
+
+    def kv_cache(self, kwargs: dict[str, Any]) -> Any:
+        return kwargs.get("past_kv_cache_entry", None)
+
+    def cache_len(self, i: int, kwargs: dict[str, Any]) -> int:
+        c = self.kv_cache(kwargs)
+        return 0 if c is None else int(c.past_keys.shape[1])
+
+    def rollback(self, i: int, kwargs: dict[str, Any]) -> None:
+        c = self.kv_cache(kwargs)
+        c.past_keys = c.past_keys[:, :-1]
+        c.past_values = c.past_values[:, :-1]
+
+    def slice_block_kwargs(
+        self, kwargs: dict[str, Any], sl: slice, *, keep_cache: bool
+    ) -> dict[str, Any]:
+        out = dict(kwargs)
+        if not keep_cache:
+            out["past_kv_cache_entry"] = None
+            am = kwargs.get("attention_mask")
+            if am is not None and sl.stop is not None:
+                out["attention_mask"] = am[:, : sl.stop]
+        spe = kwargs.get("shortformer_pos_embed")
+        if spe is not None:
+            out["shortformer_pos_embed"] = spe[:, sl]
+        return out
