@@ -30,6 +30,8 @@ _EXPORTS = {
     "SuppressTokens": "tl_thinktok.interventions.suppress",
     "random_control": "tl_thinktok.interventions.suppress",
     "RepresentationRecycling": "tl_thinktok.interventions.recycle",
+    "Component": "tl_thinktok.interventions.base",
+    "attach_all": "tl_thinktok.interventions.base",
     "HSIC": "tl_thinktok.mi",
     "EstimateInfo": "tl_thinktok.mi",
     "estimate": "tl_thinktok.mi",
