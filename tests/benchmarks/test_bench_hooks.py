@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from tl_thinktok import hosts
+from tl_thinktok.interventions.suppress import SuppressTokens
 from tl_thinktok.loading import load_model
 from tl_thinktok.probe import MIProbe, step_residuals
-from tl_thinktok.interventions.suppress import SuppressTokens
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45, 46]
 

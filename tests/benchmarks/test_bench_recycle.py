@@ -30,8 +30,8 @@ import pytest
 import torch
 
 from tl_thinktok import hosts
-from tl_thinktok.loading import load_model
 from tl_thinktok.interventions.recycle import RepresentationRecycling
+from tl_thinktok.loading import load_model
 from tl_thinktok.testing.models import make_random_hf_model
 
 N_LAYERS, D_MODEL, N_STEPS, ROUNDS = 8, 512, 64, 7

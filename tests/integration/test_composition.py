@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from tl_thinktok import hosts
+from tl_thinktok.interventions.recycle import RepresentationRecycling
+from tl_thinktok.interventions.suppress import SuppressTokens
 from tl_thinktok.lens import PeakTokenLens
 from tl_thinktok.loading import load_model
 from tl_thinktok.probe import MIProbe, step_residuals
-from tl_thinktok.interventions.recycle import RepresentationRecycling
-from tl_thinktok.interventions.suppress import SuppressTokens
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45]
 N_NEW = 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 
@@ -11,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tl_thinktok import hosts
+from tl_thinktok.interventions.suppress import SuppressTokens
 from tl_thinktok.lens import LensResult, PeakTokenLens, TokenCounts, thinking_token_counts
 from tl_thinktok.probe import step_residuals
-from tl_thinktok.interventions.suppress import SuppressTokens
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45]
 
@@ -75,9 +76,16 @@ def test_middle_layer_is_hf_logit_lens(model, hf):
 def test_lens_result_roundtrip_and_errors(model, tmp_path):
     h = torch.randn(4, hosts.d_model(model)) * 5
     res = PeakTokenLens(-1, k=2).decode(model, h, steps=torch.tensor([1, 3]))
-    back = LensResult.load(res.save(tmp_path / "lens.json"))
+    back = LensResult.load(res.save(tmp_path / "sub" / "lens.json"))
     assert back.steps == res.steps and back.tokens == res.tokens
     assert torch.equal(back.token_ids, res.token_ids) and torch.equal(back.probs, res.probs)
+    old = tmp_path / "old.json"  # the format written before the JsonIO mixin (compact)
+    old.write_text(json.dumps({
+        "steps": res.steps, "token_ids": res.token_ids.tolist(), "tokens": res.tokens,
+        "probs": res.probs.tolist(), "layer": res.layer,
+    }, ensure_ascii=False))  # fmt: skip
+    assert LensResult.load(old).tokens == res.tokens
+    assert torch.equal(LensResult.load(old).probs, res.probs)
     with pytest.raises(ValueError, match="step 4 is out of range for 4"):
         PeakTokenLens(-1).decode(model, h, steps=[4])
     with pytest.raises(ValueError, match="width 3"):
@@ -118,5 +126,8 @@ def test_counts_from_lens_results_and_ids(model, tmp_path):
     assert merged.top(1) == [("So", 5)] and merged.total == 9
     back = TokenCounts.load(merged.save(tmp_path / "c.json"))
     assert back == merged
+    (tmp_path / "bad.json").write_text(json.dumps({"total": 3}))
+    with pytest.raises(ValueError, match="bad.json: not a TokenCounts file"):
+        TokenCounts.load(tmp_path / "bad.json")
     ax = merged.plot(k=15, title="peaks")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["So", "The"]

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tl_thinktok import hosts
-from tl_thinktok.loading import load_model
 from tl_thinktok.interventions.recycle import RepresentationRecycling
+from tl_thinktok.loading import load_model
 
 N_STEPS = 32
 LAYER = 2

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from tl_thinktok.loading import load_model
 from tl_thinktok.interventions.ttts import budget_forcing, reference_ttts
+from tl_thinktok.loading import load_model
 
 PROMPT = "User: What is 12 times 3?\nAssistant: <think>"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from contextlib import contextmanager
 
 import pytest
@@ -163,6 +165,17 @@ def test_errors_and_save_load(tmp_path):
         reference_ttts(m, "Q", "", word=" ", token_budget=3)
     with pytest.raises(TypeError, match="max_thinking_tokens"):
         budget_forcing(m, PROMPT, max_thinking_tokens=2.5)
+    with pytest.raises(TypeError, match="components must be Component instances"):
+        budget_forcing(m, PROMPT, max_thinking_tokens=4, components=[print])
+    assert len(m.calls) == 0  # refused before any generation
     r = budget_forcing(m, PROMPT, min_thinking_tokens=4, max_thinking_tokens=9)
-    r.save(tmp_path / "r.json")
-    assert TTTSResult.load(tmp_path / "r.json") == r
+    path = r.save(tmp_path / "new" / "r.json")  # returns the path, creates the folder
+    assert path == tmp_path / "new" / "r.json"
+    assert TTTSResult.load(path) == r
+
+
+def test_files_of_the_previous_format_still_load(tmp_path):
+    old = tmp_path / "old.json"  # what TTTSResult.save wrote before the JsonIO mixin
+    r = TTTSResult("t", "t", "4", 3, 1, 5, False, "reference", 1)
+    old.write_text(json.dumps(dataclasses.asdict(r), indent=2))
+    assert TTTSResult.load(old) == r
