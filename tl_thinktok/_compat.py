@@ -27,7 +27,8 @@ MOVED: dict[str, str] = {
     "tl_thinktok.ttts": "tl_thinktok.interventions.ttts",
     "tl_thinktok.organism_train": "tl_thinktok.organism.train",
     "tl_thinktok.llama2c": "tl_thinktok.loading.llama2c",
-    "tl_thinktok.experiments_cli": "tl_thinktok.reproduce.core",
+    "tl_thinktok.experiments_cli": "tl_thinktok.reproduce",
+    "tl_thinktok.reproduce.core": "tl_thinktok.reproduce",
     "tl_thinktok._reference": "tl_thinktok.testing.reference",
 }
 

@@ -4,9 +4,11 @@ Subcommands:
     info MODEL [--host hooked|bridge] [--dtype float32] [--device cpu]
         Load MODEL with :func:`tl_thinktok.loading.load_model` and print its shape and provenance.
     reproduce ...
-        Run the paper's experiments (``tl_thinktok.reproduce.core.reproduce_main``).
+        Run the paper's experiments (:func:`tl_thinktok.reproduce.cli.reproduce_main`).
     train-organism ...
         Train the bundled model organism pair (``tl_thinktok.organism.train.main``).
+
+Bad input (an unknown model, a bad option) is one line on stderr and exit status 2.
 
 Example:
     $ python -m tl_thinktok info stories260k
@@ -19,10 +21,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 _DISPATCH = {
-    "reproduce": ("tl_thinktok.reproduce.core", "reproduce_main"),
+    "reproduce": ("tl_thinktok.reproduce.cli", "reproduce_main"),
     "train-organism": ("tl_thinktok.organism.train", "main"),
 }
 
@@ -59,7 +61,11 @@ def model_summary(model: Any) -> dict[str, Any]:
 def _cmd_info(args: argparse.Namespace) -> int:
     from tl_thinktok.loading import load_model
 
-    model = load_model(args.model, host=args.host, dtype=args.dtype, device=args.device)
+    try:
+        model = load_model(args.model, host=args.host, dtype=args.dtype, device=args.device)
+    except (ValueError, OSError) as err:
+        print(f"tl-thinktok info: error: {err}", file=sys.stderr)
+        return 2
     for key, value in model_summary(model).items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
@@ -82,9 +88,16 @@ def _dispatch(command: str, argv: list[str]) -> int:
     return int(result or 0)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser (``info``, ``reproduce``, ``train-organism``)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tl-thinktok",
         description="Thinking tokens as information peaks, on TransformerLens models.",
     )

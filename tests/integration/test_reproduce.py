@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from tl_thinktok.reproduce.core import EXPERIMENTS, Summary, check_outputs, reproduce_main
+from tl_thinktok.reproduce.cli import reproduce_main
+from tl_thinktok.reproduce.outputs import Summary, check_outputs
+from tl_thinktok.reproduce.registry import EXPERIMENTS
 from tl_thinktok.runs import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,7 +183,7 @@ def test_config_change_uses_new_run_dir_and_rundir_refuses(tmp_path, qwen2_dir):
 def test_greedy_batch_matches_hf_generate(qwen2_dir, host):
     from transformers import AutoModelForCausalLM
 
-    from tl_thinktok.reproduce.core import encode, greedy, greedy_batch
+    from tl_thinktok.generation import encode, greedy, greedy_batch
     from tl_thinktok.loading import load_model
 
     model = load_model(str(qwen2_dir), host=host)
@@ -207,11 +209,7 @@ def test_greedy_batch_matches_hf_generate(qwen2_dir, host):
 
 
 def test_spearman_and_jaccard_against_closed_forms():
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import peaks_robustness as pr
-    finally:
-        sys.path.pop(0)
+    from tl_thinktok.reproduce.experiments import peaks_robustness as pr
     rng = np.random.default_rng(0)
     for _ in range(20):
         a, b = rng.permutation(12).astype(float), rng.permutation(12).astype(float)

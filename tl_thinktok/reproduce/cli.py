@@ -1,5 +1,280 @@
-"""Command line of ``tl-thinktok reproduce`` and of the scripts in ``experiments/``."""
+"""Command line of ``tl-thinktok reproduce`` and of the scripts in ``experiments/``.
 
-from tl_thinktok.reproduce.core import build_parser, reproduce_main, script_main
+``reproduce`` runs the selected experiments (all by default, in :data:`registry.EXPERIMENTS`
+order), writes ``timings.json`` and ``README.md``, and checks every output. Bad input (unknown
+model, dataset, experiment or size key) is reported in one line on stderr with exit status 2,
+before anything runs; an error inside an experiment is reported and re-raised (``--keep-going``
+runs the others first).
 
-__all__ = ["build_parser", "reproduce_main", "script_main"]
+Example:
+    >>> reproduce_main(["--quick", "--out", "/tmp/figs", "--only", "fig2,table1"])
+    ... # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn
+
+import torch
+
+from tl_thinktok.datasets import load_dataset
+from tl_thinktok.reproduce.context import SIZES, ExpContext
+from tl_thinktok.reproduce.outputs import (
+    Summary,
+    _json_default,
+    check_outputs,
+    save_json,
+    write_readme,
+)
+from tl_thinktok.reproduce.registry import EXPERIMENTS, SCRIPTS, load_experiment, resolve
+
+__all__ = ["UsageError", "build_parser", "context_from_args", "load_script", "reproduce_main",
+           "run_one", "script_main", "validate_context"]  # fmt: skip
+
+DESCRIPTION = "Run the paper's experiments on a model and write every figure, table and README."
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(prog: str = "tl-thinktok reproduce") -> argparse.ArgumentParser:
+    """Arguments shared by ``reproduce`` and every script."""
+    ap = _Parser(prog=prog, description=DESCRIPTION)
+    ap.add_argument("--model", default="organism", help="bundled name, hub id or local HF dir")
+    ap.add_argument(
+        "--base-model", default=None, help="base twin (default organism-base; 'none' = no base)"
+    )
+    ap.add_argument("--dataset", default=None, help="trace dataset (gsm8k/math500/aime24/organism)")
+    ap.add_argument(
+        "--eval-datasets", default=None, help="comma list for fig5/fig7 (default: all three)"
+    )
+    ap.add_argument("--rr-dataset", default=None, help="dataset of fig6 (default aime24)")
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    ap.add_argument("--out", default="figures", help="output folder")
+    ap.add_argument("--run-dir", default="runs", help="resumable run directories")
+    ap.add_argument("--host", default="hooked", choices=["hooked", "bridge"])
+    ap.add_argument("--device", default=None, help="torch device, e.g. cuda")
+    ap.add_argument("--layer", type=int, default=-1, help="block of h_t (default last)")
+    ap.add_argument("--rr-layer", type=int, default=None, help="Representation Recycling layer")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a size, e.g. --set n_traces=20 (JSON value)",
+    )
+    ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: tiny models on a shared CPU run fastest so)",
+    )
+    return ap
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    known = SIZES[("organism", "full")]
+    overrides: dict[str, Any] = {}
+    for kv in pairs:
+        if "=" not in kv:
+            raise UsageError(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        try:
+            overrides[k] = json.loads(v)
+        except json.JSONDecodeError:
+            overrides[k] = v
+    bad = set(overrides) - set(known)
+    if bad:
+        raise UsageError(f"unknown size keys {sorted(bad)} in --set; known: {sorted(known)}")
+    return overrides
+
+
+def context_from_args(args: argparse.Namespace) -> ExpContext:
+    """Build the :class:`ExpContext` of parsed arguments (and set torch's CPU threads).
+
+    Raises:
+        UsageError: a malformed or unknown ``--set``.
+    """
+    if args.threads and args.threads > 0:
+        torch.set_num_threads(args.threads)
+    overrides = _overrides(args.set)
+
+    def split(s: str | None) -> list[str] | None:
+        return [x.strip() for x in s.split(",") if x.strip()] if s else None
+
+    return ExpContext(
+        model=args.model,
+        base_model=args.base_model,
+        dataset=args.dataset,
+        eval_datasets=split(args.eval_datasets),
+        rr_dataset=args.rr_dataset,
+        quick=args.quick,
+        out=Path(args.out),
+        run_dir=Path(args.run_dir),
+        host=args.host,
+        device=args.device,
+        layer=args.layer,
+        rr_layer=args.rr_layer,
+        seed=args.seed,
+        overrides=overrides,
+        progress=not args.no_progress,
+    )
+
+
+def validate_context(ctx: ExpContext) -> None:
+    """Check the user's input before any experiment runs: datasets exist, models load.
+
+    Models are loaded here (and cached on ``ctx``), so a missing or unsupported model is a usage
+    error, not a failure inside the first experiment.
+
+    Raises:
+        UsageError: an unknown dataset or a model that cannot be loaded (the message says which).
+    """
+    datasets = {ctx.dataset, ctx.rr_dataset, *(ctx.eval_datasets or [])}
+    for ds in sorted(d for d in datasets if d is not None):
+        try:
+            load_dataset(ds, n=1, seed=ctx.seed)
+        except (ValueError, OSError) as e:
+            raise UsageError(f"dataset {ds!r}: {e}") from e
+    for name in (ctx.model, ctx.base_model):
+        if name is None:
+            continue
+        try:
+            ctx.load(name)
+        except (ValueError, OSError) as e:
+            raise UsageError(f"model {name!r}: {e}") from e
+
+
+def load_script(name: str) -> ModuleType:
+    """The module ``tl_thinktok.reproduce.experiments.<name>`` of experiment ``name``."""
+    return load_experiment(name)
+
+
+def run_one(ctx: ExpContext, name: str, mod: ModuleType | None = None) -> Summary:
+    """Run one experiment, time it, save its summary and refresh the README."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    mod = mod or load_experiment(name)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    summary: Summary = mod.run(ctx)
+    summary.seconds = round(time.perf_counter() - t0, 2)
+    summary.save(ctx.out)
+    write_readme(ctx.out, ctx)
+    return summary
+
+
+def _usage_error(prog: str, err: Exception) -> int:
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def script_main(name: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of a single experiment: parse the shared args and run it.
+
+    Returns:
+        0 on success, 2 on bad input.
+    """
+    name = resolve(name)
+    prog = f"experiments/{SCRIPTS[name]}"
+    args = build_parser(prog=prog).parse_args(argv)
+    try:
+        ctx = context_from_args(args)
+        validate_context(ctx)
+    except UsageError as e:
+        return _usage_error(prog, e)
+    s = run_one(ctx, name)
+    print(
+        json.dumps(
+            {"name": s.name, "seconds": s.seconds, "numbers": s.numbers},
+            default=_json_default,
+            indent=1,
+        )
+    )
+    return 0
+
+
+def _selection(only: str | None, skip: str | None) -> list[str]:
+    names = list(EXPERIMENTS)
+    if only:
+        want = {resolve(x.strip()) for x in only.split(",") if x.strip()}
+        names = [n for n in names if n in want]
+    if skip:
+        drop = {resolve(x.strip()) for x in skip.split(",") if x.strip()}
+        names = [n for n in names if n not in drop]
+    return names
+
+
+def reproduce_main(argv: Sequence[str] | None = None) -> int:
+    """``tl-thinktok reproduce ...``: run the selected experiments, write the README.
+
+    Returns:
+        0 on success, 1 if an experiment failed or produced incomplete outputs, 2 on bad input.
+    """
+    ap = build_parser()
+    ap.add_argument("--only", default=None, help="comma list, e.g. fig2,table1,fig5")
+    ap.add_argument("--skip", default=None, help="comma list of experiments to leave out")
+    ap.add_argument("--keep-going", action="store_true", help="continue after a failure")
+    args = ap.parse_args(argv)
+    try:
+        names = _selection(args.only, args.skip)
+        ctx = context_from_args(args)
+        validate_context(ctx)
+    except ValueError as e:  # UsageError, UnknownExperimentError
+        return _usage_error(ap.prog, e)
+    timings: dict[str, float] = {}
+    failed: list[str] = []
+    t0 = time.perf_counter()
+    for name in names:
+        print(f"[reproduce] {name} ...", flush=True)
+        try:
+            s = run_one(ctx, name)
+        except Exception as e:
+            failed.append(name)
+            print(f"[reproduce] {name} FAILED: {type(e).__name__}: {e}", file=sys.stderr)
+            if not args.keep_going:
+                raise
+            continue
+        timings[name] = s.seconds
+        print(f"[reproduce] {name} done in {s.seconds:.1f} s", flush=True)
+    total = time.perf_counter() - t0
+    sizes = {k: ctx.size(k) for k in SIZES[("organism", "full")]}
+    save_json(
+        ctx.out,
+        "timings",
+        {
+            "total_s": round(total, 2),
+            "per_experiment_s": timings,
+            "mode": ctx.mode,
+            "model": ctx.model,
+            "base_model": ctx.base_model,
+            "device": ctx.device or "cpu",
+            "threads": torch.get_num_threads(),
+            "sizes": sizes,
+        },
+    )
+    write_readme(ctx.out, ctx)
+    problems = check_outputs(ctx.out, [n for n in names if n not in failed])
+    for p in problems:
+        print(f"[reproduce] problem: {p}", file=sys.stderr)
+    print(f"[reproduce] total {total:.1f} s; outputs in {ctx.out}", flush=True)
+    return 1 if (failed or problems) else 0

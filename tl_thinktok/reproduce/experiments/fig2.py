@@ -1,23 +1,23 @@
-"""Fig. 2: the MI trajectory of one trace per model, peaks marked.
+"""Fig. 2: the MI trajectory of one trace per model, peaks marked and labelled.
 
 Run alone: ``python experiments/fig2_mi_trajectories.py --model organism --quick``.
 """
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from tl_thinktok.reproduce.core import ExpContext, Summary, save_fig, save_json
+from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.outputs import Summary, save_fig, save_json
+from tl_thinktok.trace import MITrace
 
 NAME = "fig2"
 
 
-def pick_trace(records: list[dict]) -> dict:
+def pick_trace(traces: list[MITrace]) -> MITrace:
     """The trace of median length (a typical one, not the first by accident)."""
-    order = sorted(range(len(records)), key=lambda i: (records[i]["n_steps"], i))
-    return records[order[len(order) // 2]]
+    order = sorted(range(len(traces)), key=lambda i: (traces[i].n_steps, i))
+    return traces[order[len(order) // 2]]
 
 
 def run(ctx: ExpContext) -> Summary:
@@ -29,40 +29,23 @@ def run(ctx: ExpContext) -> Summary:
     fig, axes = plt.subplots(len(sets), 1, figsize=(9, 2.8 * len(sets)), squeeze=False)
     data, numbers = {}, {}
     for ax, (role, ts) in zip(axes[:, 0], sets, strict=True):
-        rec = pick_trace(ts.records)
-        m = np.asarray(rec["mi"])
-        peaks = rec["peaks"]
-        ax.plot(np.arange(len(m)), m, lw=1.0, color="tab:blue")
-        ax.scatter(peaks, m[peaks], color="tab:red", zorder=3, s=18, label="peaks (Q3+1.5 IQR)")
+        tr = pick_trace(ts.traces)
         tok = ctx.load(ts.model).tokenizer
-        words = [tok.decode([rec["gen_ids"][p]]).strip() for p in peaks]
-        for p, w in zip(peaks, words, strict=True):
-            ax.annotate(
-                w,
-                (p, m[p]),
-                textcoords="offset points",
-                xytext=(0, 4),
-                ha="center",
-                fontsize=7,
-                color="tab:red",
-            )
-        ax.set_title(f"{role}: {ts.model} — trace {rec['id']}", fontsize=9)
-        ax.set_xlabel("generation step t")
-        ax.set_ylabel("MI(h_t, h_y)")
-        ax.legend(fontsize=8, loc="upper right")
+        tr.plot(ax, tokenizer=tok, title=f"{role}: {ts.model} — trace {tr.id}")
+        words = tr.peak_tokens(tok)
         data[role] = {
             "model": ts.model,
-            "id": rec["id"],
-            "mi": rec["mi"],
-            "peaks": peaks,
+            "id": tr.id,
+            "mi": tr.mi.tolist(),
+            "peaks": tr.peaks,
             "peak_tokens": words,
-            "text": rec["text"],
+            "text": tr.text,
         }
-        numbers[f"{role}: steps"] = len(m)
-        numbers[f"{role}: peaks"] = len(peaks)
+        numbers[f"{role}: steps"] = tr.n_steps
+        numbers[f"{role}: peaks"] = len(tr.peaks)
         numbers[f"{role}: tokens at peaks"] = " ".join(words)
-        numbers[f"{role}: max MI"] = float(m.max())
-        numbers[f"{role}: median MI"] = float(np.median(m))
+        numbers[f"{role}: max MI"] = float(tr.mi.max())
+        numbers[f"{role}: median MI"] = float(np.median(tr.mi))
     fig.tight_layout()
     files = [save_fig(ctx.out, NAME, fig), save_json(ctx.out, NAME, data)]
     return Summary(
@@ -75,4 +58,3 @@ def run(ctx: ExpContext) -> Summary:
         "peaks, base models fewer/lower (paper Fig. 2/3).",
         files=files,
     )
-

@@ -5,18 +5,10 @@ Run alone: ``python experiments/fig3_table2_base_vs_reasoning.py --model organis
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from tl_thinktok.reproduce.core import (
-    ExpContext,
-    Summary,
-    save_csv,
-    save_fig,
-    save_json,
-    trace_stats_dict,
-)
+from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
 
 NAME = "fig3_table2"
 N_SHOWN = 3
@@ -30,18 +22,17 @@ def run(ctx: ExpContext) -> Summary:
         sets.append(("base", ctx.traces("base")))
     fig, axes = plt.subplots(1, N_SHOWN, figsize=(4 * N_SHOWN, 3), squeeze=False)
     shown: dict[str, list] = {}
-    by_id = {role: {r["id"]: r for r in ts.records} for role, ts in sets}
+    by_id = {role: {t.id: t for t in ts.traces} for role, ts in sets}
     common = [i for i in by_id["reasoning"] if all(i in d for d in by_id.values())]
     ids = common[:N_SHOWN]
     colors = {"reasoning": "tab:red", "base": "tab:gray"}
     for j, pid in enumerate(ids):
         ax = axes[0, j]
         for role, ts in sets:
-            rec = by_id[role][pid]
-            m = np.asarray(rec["mi"])
-            ax.plot(m, color=colors[role], lw=1, label=f"{role} ({ts.model})")
-            ax.scatter(rec["peaks"], m[rec["peaks"]], color=colors[role], s=10)
-            shown.setdefault(role, []).append({"id": pid, "mi": rec["mi"], "peaks": rec["peaks"]})
+            tr = by_id[role][pid]
+            tr.plot(ax, color=colors[role], label=f"{role} ({ts.model})", peak_color=colors[role],
+                    peak_label=None, marker_size=10, axis_labels=False, legend=False)  # fmt: skip
+            shown.setdefault(role, []).append({"id": pid, "mi": tr.mi.tolist(), "peaks": tr.peaks})
         ax.set_title(f"problem {pid}", fontsize=9)
         ax.set_xlabel("step")
         if j == 0:
@@ -50,18 +41,18 @@ def run(ctx: ExpContext) -> Summary:
     fig.tight_layout()
     rows = []
     for role, ts in sets:
-        st = [trace_stats_dict(r["mi"]) for r in ts.records]
-        aom = [s["aom"] for s in st if s["aom"] is not None and np.isfinite(s["aom"])]
+        st = [t.stats() for t in ts.traces]
+        aom = [s.aom for s in st if np.isfinite(s.aom)]
         rows.append(
             {
                 "role": role,
                 "model": ts.model,
                 "n_traces": len(st),
-                "mean": float(np.mean([s["mean"] for s in st])),
-                "std": float(np.mean([s["std"] for s in st])),
+                "mean": float(np.mean([s.mean for s in st])),
+                "std": float(np.mean([s.std for s in st])),
                 "aom": float(np.mean(aom)) if aom else 0.0,
                 "aom_n": len(aom),
-                "accuracy": float(np.mean([r["correct"] for r in ts.records])),
+                "accuracy": float(np.mean([t.correct for t in ts.traces])),
             }
         )
     files = [
@@ -88,4 +79,3 @@ def run(ctx: ExpContext) -> Summary:
         notes=notes,
         files=files,
     )
-

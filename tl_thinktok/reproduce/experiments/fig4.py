@@ -13,29 +13,31 @@ Run alone: ``python experiments/fig4_thinking_tokens.py --model organism --quick
 
 from __future__ import annotations
 
-import sys
-
-from tl_thinktok.reproduce.core import ExpContext, Summary, save_fig, save_json
+from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.outputs import Summary, save_fig, save_json
 
 NAME = "fig4"
 TOP = 15
 
 
 def lens_counts(ctx: ExpContext, which: str):
+    """Lens top-1 tokens at every peak of every trace, counted; and how often they equal the
+    generated token."""
     from tl_thinktok.lens import PeakTokenLens, thinking_token_counts
 
     ts = ctx.traces(which)
     model = ctx.load(ts.model)
     lens = PeakTokenLens(layer=ctx.layer, k=1)
     results, agree, total = [], 0, 0
-    for rec in ts.records:
-        if not rec["peaks"]:
+    for tr in ts.traces:
+        if not tr.peaks:
             continue
-        res = lens.decode(model, ts.residuals(rec)["resid"], steps=rec["peaks"])
+        res = lens.decode(model, ts.residuals(tr)["resid"], steps=tr.peaks)
         results.append(res)
+        gen = tr.gen_ids
         for s, tid in zip(res.steps, res.token_ids[:, 0].tolist(), strict=True):
             total += 1
-            agree += int(tid == rec["gen_ids"][s])
+            agree += int(tid == gen[s])
     return ts, model, thinking_token_counts(results), agree, total
 
 
@@ -96,4 +98,3 @@ def run(ctx: ExpContext) -> Summary:
         "the model generated there (1.0 expected at the last block under greedy decoding).",
         files=files,
     )
-

@@ -1,30 +1,27 @@
 """Fig. 5: accuracy vs number of suppressed thinking words, against a random-token control.
 
 For ``k`` = 0, 1, 2, …: the token ids of the first ``k`` words of the ranked thinking-word list
-are banned (logit −inf at every step, :class:`tl_thinktok.interventions.suppress.SuppressTokens`); the control
-bans the same number of random non-thinking ids (:func:`tl_thinktok.interventions.suppress.random_control`),
-averaged over ``n_random`` (≥ 3) draws. Greedy decoding, graded answers.
+are banned (logit −inf at every step,
+:class:`~tl_thinktok.interventions.suppress.SuppressTokens`); the control bans the same number of
+random non-thinking ids (:func:`~tl_thinktok.interventions.suppress.random_control`), averaged
+over ``n_random`` (≥ 3) draws. Greedy decoding, graded answers.
 
 Run alone: ``python experiments/fig5_suppression.py --model organism --quick``.
 """
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from tl_thinktok.reproduce.core import (
-    ExpContext,
-    Summary,
+from tl_thinktok.reproduce.accuracy import (
     accuracy_run,
     generate_and_grade,
-    save_csv,
-    save_fig,
-    save_json,
     special_ids,
     thinking_list,
 )
+from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.curves import AccuracyCurve, Series, plot_curves
+from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
 
 NAME = "fig5"
 
@@ -45,9 +42,24 @@ def protected_ids(ctx: ExpContext, model) -> set[int]:
     return ids
 
 
-def run(ctx: ExpContext) -> Summary:
-    import matplotlib.pyplot as plt
+def curve_of(ds: str, rows: list[dict], n_random: int) -> AccuracyCurve:
+    """The plotted curve of one dataset: thinking-word bans vs the random control (mean ± std)."""
+    rnd = [x for x in rows if x["random_acc_mean"] is not None]
+    return AccuracyCurve(
+        dataset=ds,
+        n_items=rows[0]["n_items"],
+        x_label="k (words suppressed)",
+        series=[
+            Series("suppress first k thinking words", [x["k"] for x in rows],
+                   [x["thinking_acc"] for x in rows], style="o-", color="tab:red"),
+            Series(f"random ids (mean of {n_random} draws)", [x["k"] for x in rnd],
+                   [x["random_acc_mean"] for x in rnd], std=[x["random_acc_std"] for x in rnd],
+                   style="s--", color="tab:gray"),
+        ],
+    )  # fmt: skip
 
+
+def run(ctx: ExpContext) -> Summary:
     from tl_thinktok.datasets import load_dataset
     from tl_thinktok.interventions.suppress import SuppressTokens, random_control
 
@@ -129,30 +141,8 @@ def run(ctx: ExpContext) -> Summary:
             )
         rows += curve
         results[ds] = {"curve": curve, "words": tt.words[:k_max]}
-    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.4), squeeze=False)
-    for ax, (ds, r) in zip(axes[0], results.items(), strict=True):
-        c = r["curve"]
-        k = [x["k"] for x in c]
-        ax.plot(
-            k,
-            [x["thinking_acc"] for x in c],
-            "o-",
-            color="tab:red",
-            label="suppress first k thinking words",
-        )
-        cr = [x for x in c if x["random_acc_mean"] is not None]
-        kr = [x["k"] for x in cr]
-        m = np.array([x["random_acc_mean"] for x in cr])
-        sd = np.array([x["random_acc_std"] for x in cr])
-        ax.plot(kr, m, "s--", color="tab:gray", label=f"random ids (mean of {n_random} draws)")
-        ax.fill_between(kr, m - sd, m + sd, color="tab:gray", alpha=0.2)
-        ax.set_xlabel("k (words suppressed)")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{ds} (n={c[0]['n_items']})", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Suppressing thinking tokens: {ctx.model}", fontsize=10)
-    fig.tight_layout()
+    curves = [curve_of(ds, r["curve"], n_random) for ds, r in results.items()]
+    fig = plot_curves(curves, f"Suppressing thinking tokens: {ctx.model}", panel_width=4.5)
     files = [
         save_fig(ctx.out, NAME, fig),
         save_json(ctx.out, NAME, results),
@@ -185,4 +175,3 @@ def run(ctx: ExpContext) -> Summary:
         + ").",
         files=files,
     )
-

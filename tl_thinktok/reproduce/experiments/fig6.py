@@ -1,33 +1,27 @@
 """Fig. 6: accuracy of the original model vs Representation Recycling (RR).
 
-RR (:class:`tl_thinktok.interventions.recycle.RepresentationRecycling`, reference "candidate" algorithm):
-when the greedy candidate is a trigger thinking token and a coin flip (p = 0.5, as the reference)
-succeeds, block ``L``'s output is fed through block ``L`` again and the step is re-decoded. Reports
-how often RR fired and at which layer.
+RR (:class:`~tl_thinktok.interventions.recycle.RepresentationRecycling`, the reference's
+"candidate" algorithm): when the greedy candidate is a trigger thinking token and a coin flip
+(p = 0.5, as the reference) succeeds, block ``L``'s output is fed through block ``L`` again and
+the step is re-decoded. Reports how often RR fired and at which layer.
 
 Run alone: ``python experiments/fig6_recycling.py --model organism --quick``.
 """
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from tl_thinktok.reproduce.core import (
+from tl_thinktok.generation import decode, greedy
+from tl_thinktok.reproduce.accuracy import (
     RR_TRIGGER_WORDS,
-    ExpContext,
-    Summary,
     accuracy_run,
-    decode,
     eval_prompt_ids,
     generate_and_grade,
-    greedy,
-    save_csv,
-    save_fig,
-    save_json,
     thinking_list,
 )
+from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
 
 NAME = "fig6"
 P_TRIGGER = 0.5
@@ -160,4 +154,3 @@ def run(ctx: ExpContext) -> Summary:
         notes=f"trigger = candidate token in {words} and coin p={P_TRIGGER} (reference).",
         files=files,
     )
-

@@ -15,19 +15,12 @@ Run alone: ``python experiments/fig7_ttts.py --model organism --quick``.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from tl_thinktok.reproduce.core import (
-    PAPER_BUDGETS,
-    ExpContext,
-    Summary,
-    accuracy_run,
-    save_csv,
-    save_fig,
-    save_json,
-)
+from tl_thinktok.reproduce.accuracy import accuracy_run
+from tl_thinktok.reproduce.context import PAPER_BUDGETS, ExpContext
+from tl_thinktok.reproduce.curves import AccuracyCurve, Series, plot_curves
+from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
 
 NAME = "fig7"
 
@@ -36,9 +29,27 @@ def answer_prefix(family: str) -> str:
     return " \\boxed{" if family == "organism" else " Final Answer within \\boxed{}:"
 
 
-def run(ctx: ExpContext) -> Summary:
-    import matplotlib.pyplot as plt
+def curve_of(ds: str, rows: list[dict], words: list[str]) -> AccuracyCurve:
+    """The plotted curve of one dataset: accuracy by budget, original vs TTTS per word."""
+    series = []
+    for cond in ["original"] + words:
+        c = [x for x in rows if x["condition"] == cond]
+        orig = cond == "original"
+        series.append(
+            Series("original" if orig else f"TTTS ({cond})", [x["budget"] for x in c],
+                   [x["accuracy"] for x in c], style="o-" if orig else "s--",
+                   color="tab:gray" if orig else None)
+        )  # fmt: skip
+    return AccuracyCurve(
+        dataset=ds,
+        n_items=rows[0]["n_items"],
+        x_label="thinking-token budget",
+        series=series,
+        x_ticks=sorted({x["budget"] for x in rows}),
+    )
 
+
+def run(ctx: ExpContext) -> Summary:
     from tl_thinktok.datasets import grade, load_dataset, prompt_for
     from tl_thinktok.interventions.ttts import budget_forcing
 
@@ -110,25 +121,8 @@ def run(ctx: ExpContext) -> Summary:
             )
         rows += curve
         results[ds] = curve
-    fig, axes = plt.subplots(1, len(results), figsize=(4.8 * len(results), 3.4), squeeze=False)
-    for ax, (ds, curve) in zip(axes[0], results.items(), strict=True):
-        for cond in ["original"] + words:
-            c = [x for x in curve if x["condition"] == cond]
-            ax.plot(
-                [x["budget"] for x in c],
-                [x["accuracy"] for x in c],
-                "o-" if cond == "original" else "s--",
-                color="tab:gray" if cond == "original" else None,
-                label="original" if cond == "original" else f"TTTS ({cond})",
-            )
-        ax.set_xticks(sorted({x["budget"] for x in curve}))
-        ax.set_xlabel("thinking-token budget")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{ds} (n={curve[0]['n_items']})", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Thinking-token test-time scaling: {ctx.model}", fontsize=10)
-    fig.tight_layout()
+    curves = [curve_of(ds, curve, words) for ds, curve in results.items()]
+    fig = plot_curves(curves, f"Thinking-token test-time scaling: {ctx.model}", panel_width=4.8)
     files = [
         save_fig(ctx.out, NAME, fig),
         save_json(ctx.out, NAME, results),
@@ -150,8 +144,7 @@ def run(ctx: ExpContext) -> Summary:
         paper="TTTS keeps improving with the budget where the original model plateaus "
         "(reference-code TTTS, budgets GSM8K 256–2560, MATH-500 512–5120, AIME24 1024–12288).",
         notes="TTTS here = s1-style budget forcing with minimum = maximum budget and the "
-        "thinking word replacing an early end (tl_thinktok.interventions.ttts.budget_forcing); the reference's "
-        "two-stage variant is tl_thinktok.interventions.ttts.reference_ttts.",
+        "thinking word replacing an early end (tl_thinktok.interventions.ttts.budget_forcing); "
+        "the reference's two-stage variant is tl_thinktok.interventions.ttts.reference_ttts.",
         files=files,
     )
-

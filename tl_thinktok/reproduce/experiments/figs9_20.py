@@ -6,31 +6,30 @@ Run alone: ``python experiments/figs9_20_trajectory_grids.py --model organism --
 from __future__ import annotations
 
 import math
-import sys
 
-import numpy as np
-
-from tl_thinktok.reproduce.core import ExpContext, Summary, save_fig, save_json, slug
+from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.outputs import Summary, save_fig, save_json
+from tl_thinktok.reproduce.rundirs import slug
+from tl_thinktok.reproduce.traces import TraceSet
 
 NAME = "figs9_20"
 COLS = 4
 
 
-def grid(ts, title: str):
+def grid(ts: TraceSet, title: str):
+    """One small panel per trace, peaks marked."""
     import matplotlib.pyplot as plt
 
-    n = len(ts.records)
+    n = len(ts.traces)
     rows = max(1, math.ceil(n / COLS))
     fig, axes = plt.subplots(rows, COLS, figsize=(3.2 * COLS, 1.5 * rows + 0.6), squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         if k >= n:
             ax.axis("off")
             continue
-        rec = ts.records[k]
-        m = np.asarray(rec["mi"])
-        ax.plot(m, lw=0.7)
-        ax.scatter(rec["peaks"], m[rec["peaks"]], color="tab:red", s=5, zorder=3)
-        ax.set_title(f"{rec['id']} ({len(rec['peaks'])} peaks)", fontsize=6)
+        tr = ts.traces[k]
+        tr.plot(ax, lw=0.7, marker_size=5, axis_labels=False, legend=False)
+        ax.set_title(f"{tr.id} ({len(tr.peaks)} peaks)", fontsize=6)
         ax.tick_params(labelsize=5)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -45,11 +44,11 @@ def run(ctx: ExpContext) -> Summary:
     for role, ts in sets:
         name = f"{NAME}_{role}_{slug(ts.model)}"
         files.append(save_fig(ctx.out, name, grid(ts, f"All MI trajectories: {ts.model}")))
-        numbers[f"{role}: traces"] = len(ts.records)
-        numbers[f"{role}: traces with ≥1 peak"] = sum(1 for r in ts.records if r["peaks"])
+        numbers[f"{role}: traces"] = len(ts.traces)
+        numbers[f"{role}: traces with ≥1 peak"] = sum(1 for t in ts.traces if t.peaks)
         data[role] = {
             "model": ts.model,
-            "traces": [{"id": r["id"], "mi": r["mi"], "peaks": r["peaks"]} for r in ts.records],
+            "traces": [{"id": t.id, "mi": t.mi.tolist(), "peaks": t.peaks} for t in ts.traces],
         }
     files.append(save_json(ctx.out, NAME, data))
     return Summary(
@@ -61,4 +60,3 @@ def run(ctx: ExpContext) -> Summary:
         paper="the paper shows 100 traces per model; peaks appear in most traces.",
         files=files,
     )
-

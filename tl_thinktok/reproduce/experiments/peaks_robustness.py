@@ -11,19 +11,17 @@ Run alone: ``python experiments/peaks_robustness.py --model organism --quick``.
 
 from __future__ import annotations
 
-import sys
 from itertools import combinations
 
 import numpy as np
+import torch
 
-from tl_thinktok.reproduce.core import (
-    ExpContext,
-    Summary,
-    peak_indices,
-    save_csv,
-    save_fig,
-    save_json,
-)
+from tl_thinktok import mi
+from tl_thinktok.peaks import find_peaks
+from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
+from tl_thinktok.reproduce.traces import TraceSet
+from tl_thinktok.trace import MITrace
 
 NAME = "peaks_robustness"
 SCORES = ("paper_nocco", "scale_controlled", "resid_norm")
@@ -54,15 +52,12 @@ def jaccard(a: list[int], b: list[int]) -> float:
     return 1.0 if not (sa | sb) else len(sa & sb) / len(sa | sb)
 
 
-def scores_of(ts, rec) -> dict[str, np.ndarray]:
-    import torch
-
-    from tl_thinktok import mi
-
-    t = ts.residuals(rec)
+def scores_of(ts: TraceSet, tr: MITrace) -> dict[str, np.ndarray]:
+    """The three step scores of one trace (float64)."""
+    t = ts.residuals(tr)
     x, y = t["resid"].to(torch.float64), t["answer"].to(torch.float64)
     return {
-        "paper_nocco": np.asarray(rec["mi"], dtype=np.float64),
+        "paper_nocco": tr.mi,
         "scale_controlled": mi.hsic_nocco_standardized(x, y).cpu().numpy(),
         "resid_norm": mi.residual_norm(x).cpu().numpy(),
     }
@@ -74,18 +69,18 @@ def run(ctx: ExpContext) -> Summary:
     ts = ctx.traces("model")
     per_trace = []
     example = None
-    for rec in ts.records:
-        sc = scores_of(ts, rec)
-        pk = {k: peak_indices(v) for k, v in sc.items()}
-        row = {"id": rec["id"], "n_steps": rec["n_steps"]}
+    for tr in ts.traces:
+        sc = scores_of(ts, tr)
+        pk = {k: find_peaks(torch.as_tensor(v, dtype=torch.float64)) for k, v in sc.items()}
+        row = {"id": tr.id, "n_steps": tr.n_steps}
         for k in SCORES:
             row[f"peaks_{k}"] = len(pk[k])
         for a, b in combinations(SCORES, 2):
             row[f"jaccard_{a}_vs_{b}"] = jaccard(pk[a], pk[b])
-            row[f"spearman_{a}_vs_{b}"] = spearman(sc[a], sc[b]) if rec["n_steps"] > 2 else None
+            row[f"spearman_{a}_vs_{b}"] = spearman(sc[a], sc[b]) if tr.n_steps > 2 else None
         per_trace.append(row)
-        if example is None or rec["n_steps"] > example[0]["n_steps"]:
-            example = (rec, sc, pk)
+        if example is None or tr.n_steps > example[0].n_steps:
+            example = (tr, sc, pk)
     keys = [k for k in per_trace[0] if k.startswith(("jaccard", "spearman", "peaks_"))]
     means = {}
     for k in keys:
@@ -93,13 +88,13 @@ def run(ctx: ExpContext) -> Summary:
         means[k] = float(np.mean(vals)) if vals else 0.0
         means[f"{k}_n"] = len(vals)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 3.4), gridspec_kw={"width_ratios": [2, 1]})
-    rec, sc, pk = example
+    tr, sc, pk = example
     for k, c in zip(SCORES, ["tab:blue", "tab:orange", "tab:gray"], strict=True):
         v = sc[k]
         z = (v - v.mean()) / (v.std() or 1.0)
         a1.plot(z, lw=0.9, color=c, label=k)
         a1.scatter(pk[k], z[pk[k]], color=c, s=12)
-    a1.set_title(f"trace {rec['id']} (z-scored scores, peaks dotted)", fontsize=9)
+    a1.set_title(f"trace {tr.id} (z-scored scores, peaks dotted)", fontsize=9)
     a1.set_xlabel("step")
     a1.legend(fontsize=7)
     pairs = [f"{a} vs {b}" for a, b in combinations(SCORES, 2)]
@@ -144,4 +139,3 @@ def run(ctx: ExpContext) -> Summary:
         "largely norm peaks; agreement with scale_controlled means they survive scale control.",
         files=files,
     )
-

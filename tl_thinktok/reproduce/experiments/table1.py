@@ -5,18 +5,10 @@ Run alone: ``python experiments/table1_peak_stats.py --model organism --quick``.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from tl_thinktok.reproduce.core import (
-    ExpContext,
-    Summary,
-    save_csv,
-    save_fig,
-    save_json,
-    trace_stats_dict,
-)
+from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
 
 NAME = "table1"
 COLUMNS = ["n_peaks", "n_steps", "ratio", "max_interval", "min_interval", "avg_interval"]
@@ -36,10 +28,10 @@ def table_rows(ctx: ExpContext) -> list[dict]:
     if ctx.base_model:
         sets.append(("base", ctx.traces("base")))
     for role, ts in sets:
-        stats = [trace_stats_dict(r["mi"]) for r in ts.records]
+        stats = [t.stats() for t in ts.traces]
         row = {"role": role, "model": ts.model, "n_traces": len(stats)}
         for c in COLUMNS:
-            vals = [s[c] for s in stats if s.get(c) is not None and np.isfinite(s[c])]
+            vals = [getattr(s, c) for s in stats if np.isfinite(getattr(s, c))]
             row[c] = float(np.mean(vals)) if vals else 0.0
             row[f"{c}_n"] = len(vals)
         rows.append(row)
@@ -99,4 +91,3 @@ def run(ctx: ExpContext) -> Summary:
         "peaks, averaged over traces that have at least 2 peaks.",
         files=files,
     )
-

@@ -20,22 +20,13 @@ Run alone: ``python experiments/theorem_bounds.py --model organism --quick``.
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import torch
 
-from tl_thinktok.reproduce.core import (
-    ExpContext,
-    Summary,
-    answer_suffix,
-    decode,
-    encode,
-    greedy_batch,
-    save_csv,
-    save_fig,
-    save_json,
-)
+from tl_thinktok.generation import answer_suffix, decode, encode, greedy_batch
+from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
 
 NAME = "theorem_bounds"
 N_CLASSES = 100  # organism answers 0..99
@@ -130,19 +121,19 @@ def forced_error(ctx: ExpContext, model, ts, t: int) -> float:
     suffix_ids = encode(model, suffix, bos=False)
     ok = {}
     todo = []
-    for rec in ts.records:
-        gen = thinking_part(model, rec["gen_ids"])
+    for tr in ts.traces:
+        gen = thinking_part(model, tr.gen_ids)
         if t >= len(gen):  # thinking already over: the model's own answer
-            ok[rec["id"]] = rec["correct"]
+            ok[tr.id] = tr.correct
         else:
-            ids = encode(model, prompt_for(fam, rec["question"])) + gen[:t] + suffix_ids
-            todo.append((rec, ids))
+            ids = encode(model, prompt_for(fam, tr.question)) + gen[:t] + suffix_ids
+            todo.append((tr, ids))
     bs = ctx.size("batch_size")
     for s in range(0, len(todo), bs):
         chunk = todo[s : s + bs]
         conts = greedy_batch(model, [ids for _, ids in chunk], 6)
-        for (rec, _), cont in zip(chunk, conts, strict=True):
-            ok[rec["id"]] = grade(ts.dataset, suffix + decode(model, cont), rec["answer"])
+        for (tr, _), cont in zip(chunk, conts, strict=True):
+            ok[tr.id] = grade(ts.dataset, suffix + decode(model, cont), tr.answer)
     return sum(0 if v else 1 for v in ok.values()) / len(ok)
 
 
@@ -163,15 +154,15 @@ def model_decoder_ce(ctx: ExpContext, model, ts, t: int) -> float:
     suffix_ids = encode(model, answer_suffix(fam), bos=False)
     dev = hosts.model_device(model)
     total = 0.0
-    for rec in ts.records:
-        gen = thinking_part(model, rec["gen_ids"])
-        head = encode(model, prompt_for(fam, rec["question"])) + gen[:t] + suffix_ids
-        target = encode(model, f"{rec['answer']}}}", bos=False)
+    for tr in ts.traces:
+        gen = thinking_part(model, tr.gen_ids)
+        head = encode(model, prompt_for(fam, tr.question)) + gen[:t] + suffix_ids
+        target = encode(model, f"{tr.answer}}}", bos=False)
         ids = torch.tensor([head + target], device=dev)
         logp = torch.log_softmax(model(ids)[0].double(), dim=-1)
         pos = torch.arange(len(head) - 1, len(head) - 1 + len(target), device=dev)
         total += float(-logp[pos, torch.tensor(target, device=dev)].sum()) / math.log(2)
-    return total / len(ts.records)
+    return total / len(ts.traces)
 
 
 def organism_part(ctx: ExpContext) -> dict:
@@ -179,11 +170,11 @@ def organism_part(ctx: ExpContext) -> dict:
 
     ts = ctx.traces("model")
     model = ctx.load(ts.model)
-    lens = np.array([r["n_steps"] for r in ts.records])
+    lens = np.array([t.n_steps for t in ts.traces])
     t_max = int(np.percentile(lens, 90))
     grid = sorted({int(round(v)) for v in np.linspace(1, t_max, ctx.size("n_bounds_steps"))})
-    y = np.array([int(r["answer"]) for r in ts.records])
-    resid = [ts.residuals(r)["resid"] for r in ts.records]
+    y = np.array([int(t.answer) for t in ts.traces])
+    resid = [ts.residuals(t)["resid"] for t in ts.traces]
     h_y = answer_entropy(ctx.seed)
     rows = []
     for t in grid:
@@ -192,9 +183,7 @@ def organism_part(ctx: ExpContext) -> dict:
         h_hat = min(pr["ce_bits"], h_y)
         ce_model = model_decoder_ce(ctx, model, ts, t)
         h_hat_m = min(ce_model, h_y)
-        mean_peaks_before = float(
-            np.mean([sum(1 for p in r["peaks"] if p < t) for r in ts.records])
-        )
+        mean_peaks_before = float(np.mean([sum(1 for p in tr.peaks if p < t) for tr in ts.traces]))
         rows.append(
             {
                 "T": t,
@@ -210,7 +199,7 @@ def organism_part(ctx: ExpContext) -> dict:
                 "hellman_raviv_upper_model_decoder": float(hellman_raviv_upper_bound(h_hat_m)),
                 "fano_lower_model_decoder": float(fano_lower_bound(h_hat_m, N_CLASSES)),
                 "mean_peaks_before_T": mean_peaks_before,
-                "n_traces": len(ts.records),
+                "n_traces": len(ts.traces),
             }
         )
     return {"model": ts.model, "dataset": ts.dataset, "rows": rows}
@@ -294,4 +283,3 @@ def run(ctx: ExpContext) -> Summary:
         notes=notes,
         files=files,
     )
-

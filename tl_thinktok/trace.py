@@ -1,0 +1,472 @@
+"""``MITrace``: one reasoning trace and its MI trajectory, the paper's central result object.
+
+A trace is the token ids ``prompt + generated``, the block ``layer`` whose outputs are the step
+representations ``h_t``, the MI proxy ``MI(h_t, h_y)`` of every step against the answer
+representation ``h_y`` (the paper's NOCCO estimator, float64), its peaks (Q3 + 1.5 IQR) and the
+residual norms ``‖h_t‖``. Row ``t`` of every per-step array belongs to generated token ``t``.
+
+Build one from a model (greedy generation, then one teacher-forced pass), or from an
+:class:`~tl_thinktok.probe.MIProbe` that recorded a ``generate`` call; ``save`` writes JSON (and,
+when the residuals are kept, a ``.safetensors`` file next to it).
+
+Example:
+    >>> from tl_thinktok.loading import load_model
+    >>> from tl_thinktok.trace import MITrace
+    >>> model = load_model("organism")
+    >>> tr = MITrace.from_model(model, "Q: 2 + 3 = ?", "2 + 3 = 5. The answer is 5.",
+    ...                         max_new_tokens=32)
+    >>> len(tr.mi) == tr.n_steps == len(tr.gen_ids)
+    True
+    >>> words = tr.peak_tokens(model)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tl_thinktok import generation
+from tl_thinktok._io import JsonIO, atomic_write_text, to_jsonable
+from tl_thinktok._validate import as_token_ids, check_float, check_int
+from tl_thinktok.mi import hsic_nocco
+from tl_thinktok.peaks import TraceStats, find_peaks, trace_stats
+from tl_thinktok.probe import MIProbe, answer_representation, step_residuals
+
+__all__ = ["MITrace", "residual_file"]
+
+#: Reference bandwidth of the paper's NOCCO estimator.
+SIGMA = 50.0
+_META = ("id", "question", "answer", "text", "correct", "model")
+
+
+def residual_file(path: str | Path) -> Path:
+    """Where :meth:`MITrace.save` puts the residuals of the trace saved at ``path``."""
+    return Path(path).with_suffix(".safetensors")
+
+
+def _as_f64(values: Any, name: str) -> np.ndarray:
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().to(torch.float64).numpy()
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a 1-D sequence of numbers: {exc}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per step), got shape {arr.shape}")
+    return arr
+
+
+def _analyse(
+    resid: Float[Tensor, "step d"], answer: Float[Tensor, " d"], sigma: float
+) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """MI trajectory (float64), its peaks and the residual norms of float32 CPU states."""
+    mi = hsic_nocco(resid, answer, sigma=sigma).cpu().numpy()
+    peaks = find_peaks(torch.as_tensor(mi, dtype=torch.float64))
+    norms = resid.double().norm(dim=-1).numpy()
+    return mi, peaks, norms
+
+
+@dataclass(eq=False)
+class MITrace(JsonIO):
+    """One trace and its MI trajectory.
+
+    Attributes:
+        tokens: all token ids, prompt then generated.
+        prompt_len: number of prompt tokens (``1 <= prompt_len < len(tokens)``).
+        layer: block whose outputs are ``h_t`` (as given, e.g. ``-1`` = last).
+        mi: ``[step]`` float64 MI proxy of each step against ``h_y``.
+        peaks: ascending peak steps.
+        resid_norm: ``[step]`` float64 norms ``‖h_t‖``.
+        sigma: kernel bandwidth of the estimator.
+        id, question, answer, text, correct, model: optional metadata (problem id, question,
+            gold answer, decoded generation, graded correctness, model name).
+        residuals: ``[step, d]`` float32 ``h_t`` if kept (saved as safetensors, not JSON).
+        answer_rep: ``[d]`` float32 ``h_y`` if kept.
+    """
+
+    tokens: list[int]
+    prompt_len: int
+    layer: int
+    mi: Float[np.ndarray, " step"]
+    peaks: list[int]
+    resid_norm: Float[np.ndarray, " step"]
+    sigma: float = SIGMA
+    id: str | None = None
+    question: str | None = None
+    answer: str | None = None
+    text: str | None = None
+    correct: bool | None = None
+    model: str | None = None
+    residuals: Tensor | None = field(default=None, repr=False)
+    answer_rep: Tensor | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = as_token_ids(self.tokens, name="tokens", allow_empty=False)
+        self.prompt_len = check_int("prompt_len", self.prompt_len, low=1)
+        if self.prompt_len >= len(self.tokens):
+            raise ValueError(
+                f"prompt_len={self.prompt_len} must be < len(tokens)={len(self.tokens)} "
+                "(a trace needs at least one generated token)"
+            )
+        self.layer = check_int("layer", self.layer)
+        self.sigma = check_float("sigma", self.sigma, low=0.0)
+        n = len(self.tokens) - self.prompt_len
+        self.mi = _as_f64(self.mi, "mi")
+        self.resid_norm = _as_f64(self.resid_norm, "resid_norm")
+        for name, arr in (("mi", self.mi), ("resid_norm", self.resid_norm)):
+            if arr.shape[0] != n:
+                raise ValueError(
+                    f"{name} has {arr.shape[0]} steps but the trace has {n} generated tokens"
+                )
+        peaks = [check_int("peak index", p) for p in self.peaks]
+        bad = [p for p in peaks if not 0 <= p < n]
+        if bad:
+            raise ValueError(f"peak indices {bad[:10]} out of range for a trace of {n} steps")
+        if peaks != sorted(set(peaks)):
+            raise ValueError(f"peaks must be ascending without repeats, got {peaks[:10]}")
+        self.peaks = peaks
+        if self.residuals is not None and tuple(self.residuals.shape[:1]) != (n,):
+            raise ValueError(
+                f"residuals have shape {tuple(self.residuals.shape)}, expected [{n}, d_model]"
+            )
+
+    # ---------------------------------------------------------------------------------- views
+
+    @property
+    def gen_ids(self) -> list[int]:
+        """The generated token ids (``tokens[prompt_len:]``)."""
+        return self.tokens[self.prompt_len :]
+
+    @property
+    def n_steps(self) -> int:
+        """Number of generated tokens (= steps of the trajectory)."""
+        return len(self.tokens) - self.prompt_len
+
+    def stats(self) -> TraceStats:
+        """Table 1 / Table 2 statistics of this trajectory and its peaks."""
+        return trace_stats(self.mi, peaks=self.peaks)
+
+    def peak_tokens(self, tokenizer: Any) -> list[str]:
+        """The generated token at each peak, decoded and stripped.
+
+        Args:
+            tokenizer: an HF tokenizer, or a model that has one.
+        """
+        tok = getattr(tokenizer, "tokenizer", None) or tokenizer
+        gen = self.gen_ids
+        return [tok.decode([gen[p]]).strip() for p in self.peaks]
+
+    # ---------------------------------------------------------------------------- builders
+
+    @classmethod
+    def from_tokens(
+        cls,
+        model: Any,
+        tokens: Sequence[int] | Tensor,
+        prompt_len: int,
+        answer_text: str | None = None,
+        /,
+        *,
+        answer_rep: Float[Tensor, " d_model"] | None = None,
+        layer: int = -1,
+        sigma: float = SIGMA,
+        keep_residuals: bool = False,
+        **meta: Any,
+    ) -> MITrace:
+        """Trace of a finished generation: one teacher-forced pass gives every ``h_t``.
+
+        The arguments before ``layer`` are positional (so that ``model=`` names metadata).
+
+        Args:
+            model: HookedTransformer or TransformerBridge.
+            tokens: ``prompt + generated`` ids.
+            prompt_len: number of prompt ids.
+            answer_text: the gold solution text; ``h_y`` is its last-token state at ``layer``.
+            answer_rep: ``h_y`` itself (instead of ``answer_text``).
+            layer: block of ``h_t`` and ``h_y``.
+            sigma: estimator bandwidth.
+            keep_residuals: keep ``h_t`` / ``h_y`` on the trace (``.residuals``).
+            **meta: metadata fields (``id``, ``question``, ``answer``, ``text``, ``correct``,
+                ``model``).
+
+        Raises:
+            ValueError: not exactly one of ``answer_text`` / ``answer_rep``; a sequence longer
+                than the model's context; a bad ``prompt_len``.
+        """
+        if (answer_text is None) == (answer_rep is None):
+            raise ValueError("give exactly one of answer_text (gold solution) or answer_rep (h_y)")
+        ids = as_token_ids(tokens, name="tokens", allow_empty=False)
+        generation.check_prompt_length(model, len(ids) - 1, what="trace (minus its last token)")
+        resid = step_residuals(model, torch.tensor(ids, dtype=torch.long), prompt_len, layer)
+        resid = resid.reshape(-1, resid.shape[-1]).detach().float().cpu()
+        if answer_text is not None:
+            if not isinstance(answer_text, str) or not answer_text.strip():
+                raise ValueError("answer_text must be a non-empty string (the gold solution)")
+            n_ans = len(generation.encode(model, answer_text))
+            generation.check_prompt_length(model, n_ans, what="answer text")
+            answer_rep = answer_representation(model, answer_text, layer=layer)
+        if not isinstance(answer_rep, Tensor):
+            raise TypeError(f"answer_rep must be a tensor, got {type(answer_rep).__name__}")
+        ans = answer_rep.reshape(-1).detach().float().cpu()
+        if ans.shape[0] != resid.shape[-1]:
+            raise ValueError(f"answer_rep has {ans.shape[0]} dims, h_t has {resid.shape[-1]}")
+        return cls._build(ids, prompt_len, layer, resid, ans, sigma, keep_residuals, meta)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        prompt: str | Sequence[int],
+        answer_text: str,
+        /,
+        *,
+        layer: int = -1,
+        max_new_tokens: int = 256,
+        sigma: float = SIGMA,
+        bos: bool | None = None,
+        keep_residuals: bool = False,
+        **meta: Any,
+    ) -> MITrace:
+        """Greedy generation from ``prompt``, then :meth:`from_tokens`.
+
+        EOS is not a step: a trailing EOS is dropped from the trace (a generation that is only
+        EOS keeps it, so that there is one step).
+
+        Args:
+            model: HookedTransformer or TransformerBridge with a tokenizer.
+            prompt: prompt text (encoded with :func:`tl_thinktok.generation.encode`) or ids.
+            answer_text: gold solution text for ``h_y``.
+            layer: block of ``h_t`` and ``h_y``.
+            max_new_tokens: generation budget (clipped to the model's context).
+            sigma: estimator bandwidth.
+            bos: BOS policy for a text prompt (``None`` = the model's default).
+            keep_residuals: keep ``h_t`` / ``h_y`` on the trace.
+            **meta: metadata fields (``id``, ``answer``, ``model``, ...).
+
+        Raises:
+            ValueError: empty answer text, a prompt longer than the context, no budget.
+        """
+        if not isinstance(answer_text, str) or not answer_text.strip():
+            raise ValueError("answer_text must be a non-empty string (the gold solution)")
+        check_int("max_new_tokens", max_new_tokens, low=1)
+        ids = generation.encode(model, prompt, bos=bos) if isinstance(prompt, str) else prompt
+        ids = as_token_ids(ids, name="prompt", allow_empty=False)
+        new = generation.greedy(model, ids, max_new_tokens)
+        gen = strip_eos(model, new)
+        meta.setdefault("text", generation.decode(model, gen))
+        return cls.from_tokens(
+            model,
+            ids + gen,
+            len(ids),
+            answer_text,
+            layer=layer,
+            sigma=sigma,
+            keep_residuals=keep_residuals,
+            **meta,
+        )
+
+    @classmethod
+    def from_probe(
+        cls,
+        probe: MIProbe,
+        answer_rep: Float[Tensor, " d_model"],
+        tokens: Sequence[int] | Tensor,
+        prompt_len: int,
+        /,
+        *,
+        eos: int | None = None,
+        sigma: float = SIGMA,
+        keep_residuals: bool = False,
+        **meta: Any,
+    ) -> MITrace:
+        """Trace from an :class:`~tl_thinktok.probe.MIProbe` that recorded one ``generate`` call.
+
+        Args:
+            probe: the probe (batch 1; one row per generated token).
+            answer_rep: ``h_y`` at the probe's layer.
+            tokens: ``prompt + generated`` ids as returned by ``generate``.
+            prompt_len: number of prompt ids.
+            eos: EOS id; a trailing EOS and its row are dropped, as in :meth:`from_model`.
+            sigma: estimator bandwidth.
+            keep_residuals: keep ``h_t`` / ``h_y`` on the trace.
+            **meta: metadata fields.
+
+        Raises:
+            ValueError: the probe's row count differs from the number of generated tokens.
+        """
+        if not isinstance(probe, MIProbe):
+            raise TypeError(f"probe must be an MIProbe, got {type(probe).__name__}")
+        ids = as_token_ids(tokens, name="tokens", allow_empty=False)
+        prompt_len = check_int("prompt_len", prompt_len, low=1)
+        resid = probe.residuals.detach().float().cpu()
+        n_gen = len(ids) - prompt_len
+        if resid.shape[0] != n_gen:
+            raise ValueError(
+                f"the probe recorded {resid.shape[0]} steps but tokens hold {n_gen} generated "
+                "tokens: attach the probe around exactly the generate call that made them"
+            )
+        if eos is not None and n_gen > 1 and ids[-1] == eos:
+            ids, resid = ids[:-1], resid[:-1]
+        if not isinstance(answer_rep, Tensor) or answer_rep.numel() != resid.shape[-1]:
+            shape = tuple(answer_rep.shape) if isinstance(answer_rep, Tensor) else answer_rep
+            raise ValueError(f"answer_rep must have shape [{resid.shape[-1]}], got {shape}")
+        ans = answer_rep.reshape(-1).detach().float().cpu()
+        return cls._build(ids, prompt_len, probe.layer, resid, ans, sigma, keep_residuals, meta)
+
+    @classmethod
+    def _build(
+        cls,
+        ids: list[int],
+        prompt_len: int,
+        layer: int,
+        resid: Tensor,
+        ans: Tensor,
+        sigma: float,
+        keep: bool,
+        meta: dict[str, Any],
+    ) -> MITrace:
+        unknown = set(meta) - set(_META)
+        if unknown:
+            raise TypeError(f"unknown MITrace metadata {sorted(unknown)}; known: {list(_META)}")
+        mi, peaks, norms = _analyse(resid, ans, sigma)
+        return cls(
+            tokens=ids,
+            prompt_len=prompt_len,
+            layer=layer,
+            mi=mi,
+            peaks=peaks,
+            resid_norm=norms,
+            sigma=sigma,
+            residuals=resid.contiguous() if keep else None,
+            answer_rep=ans.contiguous() if keep else None,
+            **meta,
+        )
+
+    # ---------------------------------------------------------------------------------- io
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (residuals excluded: :meth:`save` writes them as safetensors)."""
+        skip = ("residuals", "answer_rep")
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip}
+        return to_jsonable(out)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MITrace:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(data)
+        for key in ("mi", "resid_norm"):
+            if key in d and d[key] is not None:
+                d[key] = [np.nan if v is None else v for v in d[key]]
+        return super().from_dict(d)
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON to ``path``; kept residuals go to ``path`` with suffix ``.safetensors``."""
+        path = Path(path)
+        if self.residuals is not None:
+            self.save_residuals(residual_file(path))
+        text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False)
+        return atomic_write_text(path, text)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MITrace:
+        """Read a trace written by :meth:`save` (with its residuals if they were saved)."""
+        path = Path(path)
+        tr = cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        rfile = residual_file(path)
+        if rfile.exists():
+            t = load_residuals(rfile)
+            tr.residuals, tr.answer_rep = t["resid"], t["answer"]
+        return tr
+
+    def save_residuals(self, path: str | Path) -> Path:
+        """Write ``{"resid": [step, d], "answer": [d]}`` (float32) as safetensors."""
+        from safetensors.torch import save_file
+
+        if self.residuals is None or self.answer_rep is None:
+            raise ValueError("this trace keeps no residuals (build it with keep_residuals=True)")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tensors = {"resid": self.residuals.contiguous(), "answer": self.answer_rep.contiguous()}
+        save_file(tensors, str(tmp))
+        tmp.replace(path)
+        return path
+
+    # -------------------------------------------------------------------------------- plot
+
+    def plot(
+        self,
+        ax: Any = None,
+        *,
+        tokenizer: Any = None,
+        title: str | None = None,
+        color: str = "tab:blue",
+        lw: float = 1.0,
+        label: str | None = None,
+        peak_color: str = "tab:red",
+        peak_label: str | None = "peaks (Q3+1.5 IQR)",
+        marker_size: float = 18,
+        axis_labels: bool = True,
+        legend: bool = True,
+    ) -> Any:
+        """Plot the MI trajectory with its peaks marked (and labelled with their tokens).
+
+        Args:
+            ax: matplotlib axes (``None`` = a new figure).
+            tokenizer: label each peak with its generated token (tokenizer or model).
+            title: axes title.
+            color: line colour.
+            lw: line width.
+            label: legend label of the line.
+            peak_color: colour of the peak markers and labels.
+            peak_label: legend label of the peak markers.
+            marker_size: peak marker size.
+            axis_labels: label the axes.
+            legend: show the legend.
+
+        Returns:
+            The axes.
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(9, 2.8))
+        m, peaks = self.mi, self.peaks
+        ax.plot(np.arange(len(m)), m, lw=lw, color=color, label=label)
+        ax.scatter(peaks, m[peaks], color=peak_color, zorder=3, s=marker_size, label=peak_label)
+        if tokenizer is not None:
+            for p, w in zip(peaks, self.peak_tokens(tokenizer), strict=True):
+                ax.annotate(w, (p, m[p]), textcoords="offset points", xytext=(0, 4),
+                            ha="center", fontsize=7, color=peak_color)  # fmt: skip
+        if title is not None:
+            ax.set_title(title, fontsize=9)
+        if axis_labels:
+            ax.set_xlabel("generation step t")
+            ax.set_ylabel("MI(h_t, h_y)")
+        if legend:
+            ax.legend(fontsize=8, loc="upper right")
+        return ax
+
+
+def load_residuals(path: str | Path) -> dict[str, Tensor]:
+    """Tensors written by :meth:`MITrace.save_residuals`."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def strip_eos(model: Any, new: Sequence[int]) -> list[int]:
+    """Generated ids without EOS (one step is always kept: an EOS-only generation keeps it)."""
+    eos = generation.eos_id(model)
+    gen = [t for t in new if t != eos] or list(new[:1])
+    if not gen:  # nothing generated at all: one step, the EOS (or pad) prediction
+        gen = [eos if eos is not None else generation.pad_id(model)]
+    return gen
