@@ -24,6 +24,8 @@ _EXPORTS = {
     "step_residuals": "tl_thinktok.probe",
     "answer_representation": "tl_thinktok.probe",
     "MIProbe": "tl_thinktok.probe",
+    "MITrace": "tl_thinktok.trace",
+    "AccuracyCurve": "tl_thinktok.reproduce.curves",
     "PeakTokenLens": "tl_thinktok.lens",
     "thinking_token_counts": "tl_thinktok.lens",
     "ThinkingTokens": "tl_thinktok.vocab",
