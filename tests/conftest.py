@@ -1,11 +1,25 @@
-"""Shared fixtures: random-weight HF checkpoints in temp dirs (local stand-ins for real models)."""
+"""Shared fixtures: random-weight HF checkpoints in temp dirs (local stand-ins for real models),
+and the hypothesis profiles.
+
+Hypothesis profiles: ``ci`` (the default) is derandomised — every run draws the same examples, so
+a test result depends only on the code — and prints the reproduction blob of a failure; ``dev``
+draws fresh random examples each run (``HYPOTHESIS_PROFILE=dev python -m pytest ...``) to explore
+beyond the fixed CI examples. Per-test ``@settings(max_examples=...)`` still apply in both.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
 
 from tl_thinktok.testing.models import make_random_hf_model
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
+settings.register_profile("dev", derandomize=False, print_blob=True, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Tiny models decode several times faster on one thread than on two contended ones (measured on the
 # 2-core CI machine: 0.9 s vs 5.5 s for 40 tokens of stories260K).
