@@ -1,11 +1,13 @@
 """Thinking-token lists: word ↔ every token id that decodes to that word (PAPER.md §3).
 
 The reference code stores one JSON record per word, ``{"word": "So", "freq": 394,
-"token_ids": [2100, 4516, 78012]}``, where ``token_ids`` are all ids whose decoded text, stripped of
-surrounding whitespace, is the word (leading-space and case variants: ``"So"``, ``" So"``, ``"so"``,
-``" so"``, ``"SO"`` …). :class:`ThinkingTokens` builds such lists for any HF tokenizer, reads and
-writes the jsonl format, and hands the flattened ids to :class:`tl_thinktok.SuppressTokens` /
-:class:`tl_thinktok.RepresentationRecycling`.
+"token_ids": [2100, 4516, 78012]}``, where ``token_ids`` are the ids whose decoded text, stripped of
+surrounding whitespace, is the word: case-sensitive, so ``"So"`` and ``" So"`` but not ``"so"``
+(``case_insensitive=True`` adds the case variants). Its loader keeps the first 10 purely alphabetic
+words of the file (``^[a-zA-Z]+$``) and skips the rest (``" "``, ``"\n\n"``, ``"="`` …), as
+:meth:`ThinkingTokens.load_jsonl` does by default. :class:`ThinkingTokens` builds such lists for any
+HF tokenizer, reads and writes the jsonl format, and hands the flattened ids to
+:class:`tl_thinktok.SuppressTokens` / :class:`tl_thinktok.RepresentationRecycling`.
 
 The vocabulary is decoded once per tokenizer (one ``batch_decode`` of all ids) and the index is
 cached on the tokenizer object itself (attribute ``_thinktok_vocab_index``), so there is no global
@@ -20,14 +22,21 @@ Example:
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ThinkingTokens", "VocabIndex", "vocab_index"]
+from tl_thinktok._validate import as_token_ids, check_bool, check_int
+
+__all__ = ["REFERENCE_N_WORDS", "ThinkingTokens", "VocabIndex", "vocab_index"]
 
 _CACHE_ATTR = "_thinktok_vocab_index"
+#: The reference loader keeps the first this many alphabetic words of a thinking-token file.
+REFERENCE_N_WORDS = 10
+_ALPHABETIC = re.compile(r"[a-zA-Z]+")
 
 
 class VocabIndex:
@@ -62,8 +71,9 @@ class VocabIndex:
             self._exact.setdefault(key, []).append(i)
             self._folded.setdefault(key.casefold(), []).append(i)
 
-    def ids_for(self, word: str, *, case_insensitive: bool = True) -> list[int]:
-        """All ids whose decoded text, stripped, equals ``word`` (optionally ignoring case)."""
+    def ids_for(self, word: str, *, case_insensitive: bool = False) -> list[int]:
+        """All ids whose decoded text, stripped, equals ``word`` (case-sensitive unless asked)."""
+        check_bool("case_insensitive", case_insensitive)
         key = word.strip()
         table = self._folded if case_insensitive else self._exact
         return list(table.get(key.casefold() if case_insensitive else key, []))
@@ -104,12 +114,15 @@ class ThinkingTokens:
         freqs: frequency per word (``None`` when unknown).
         ids: token ids per word.
         vocab_size: size of the tokenizer vocabulary the ids belong to (``None`` if unknown).
+        skipped: records :meth:`load_jsonl` left out, as ``(line, word, reason)`` (empty otherwise;
+            not part of equality).
     """
 
     words: list[str]
     freqs: list[int | None]
     ids: list[list[int]]
     vocab_size: int | None = None
+    skipped: list[tuple[int, str, str]] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.words:
@@ -125,20 +138,21 @@ class ThinkingTokens:
             if w in seen:
                 raise ValueError(f"duplicate word {w!r}")
             seen[w] = w
-        for w, f in zip(self.words, self.freqs, strict=True):
-            if f is not None and (isinstance(f, bool) or not isinstance(f, int) or f < 0):
-                raise ValueError(f"freq of {w!r} must be a non-negative int or None, got {f!r}")
+        if self.vocab_size is not None:
+            self.vocab_size = check_int("vocab_size", self.vocab_size, low=1)
+        self.freqs = [
+            None if f is None else check_int(f"freq of {w!r}", f, low=0)
+            for w, f in zip(self.words, self.freqs, strict=True)
+        ]
         for w, ids in zip(self.words, self.ids, strict=True):
             if not ids:
                 raise ValueError(f"word {w!r} maps to no token id")
-            for i in ids:
-                if isinstance(i, bool) or not isinstance(i, int):
-                    raise TypeError(f"token ids of {w!r} must be ints, got {i!r}")
-                if i < 0 or (self.vocab_size is not None and i >= self.vocab_size):
-                    raise ValueError(
-                        f"token id {i} of word {w!r} is outside the tokenizer vocabulary "
-                        f"[0, {self.vocab_size})"
-                    )
+        self.ids = [
+            as_token_ids(
+                ids, name=f"token ids of word {w!r} (tokenizer vocabulary)", vocab=self.vocab_size
+            )
+            for w, ids in zip(self.words, self.ids, strict=True)
+        ]
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -148,7 +162,7 @@ class ThinkingTokens:
         words: Iterable[str],
         freqs: Iterable[int | None] | None = None,
         *,
-        case_insensitive: bool = True,
+        case_insensitive: bool = False,
     ) -> ThinkingTokens:
         """Map words to all their token ids for ``tokenizer``.
 
@@ -156,7 +170,8 @@ class ThinkingTokens:
             tokenizer: HF tokenizer (the vocabulary is decoded once and cached on it).
             words: words in list order, e.g. ``["So", "Let", "Hmm"]``.
             freqs: optional frequencies, same length as ``words``.
-            case_insensitive: also match case variants (``"so"``, ``"SO"``), as the reference list.
+            case_insensitive: also match case variants (``"so"``, ``"SO"``). Default ``False``
+                as the reference: ``"So"`` takes ``"So"`` and ``" So"`` only.
 
         Raises:
             ValueError: empty word list, duplicate word, or a word that no token decodes to
@@ -191,7 +206,7 @@ class ThinkingTokens:
         counts: Mapping[str, int] | Any,
         k: int | None = None,
         *,
-        case_insensitive: bool = True,
+        case_insensitive: bool = False,
     ) -> ThinkingTokens:
         """Most frequent words first (ties: alphabetical) from a word → count table.
 
@@ -208,8 +223,8 @@ class ThinkingTokens:
         table = getattr(counts, "counts", counts)
         if not isinstance(table, Mapping):
             raise TypeError(f"counts must be a mapping word -> count, got {type(counts).__name__}")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise ValueError(f"k must be a positive int or None, got {k!r}")
+        if k is not None:
+            k = check_int("k", k, low=1)
         items = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))
         if k is not None:
             items = items[:k]
@@ -229,8 +244,7 @@ class ThinkingTokens:
     def _check_k(self, k: int | None) -> int:
         if k is None:
             return len(self.words)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ValueError(f"k must be a non-negative int or None, got {k!r}")
+        k = check_int("k", k, low=0)
         if k > len(self.words):
             raise ValueError(f"k={k} exceeds the {len(self.words)} words in the list")
         return k
@@ -264,28 +278,51 @@ class ThinkingTokens:
 
     @classmethod
     def load_jsonl(
-        cls, path: str | Path, tokenizer: Any = None, *, vocab_size: int | None = None
+        cls,
+        path: str | Path,
+        tokenizer: Any = None,
+        *,
+        vocab_size: int | None = None,
+        n_words: int | None = REFERENCE_N_WORDS,
+        alphabetic: bool = True,
     ) -> ThinkingTokens:
-        """Read the reference jsonl format.
+        """Read the reference jsonl format the way the reference loader does.
+
+        Records are read in file order; with ``alphabetic`` (default) a record whose word is not
+        purely alphabetic (``^[a-zA-Z]+$``: ``" "``, ``"\\n\\n"``, ``"="``, ``"1"`` …) is skipped,
+        and reading stops after ``n_words`` kept words (default 10, as the reference; ``None``
+        keeps all). What was left out is listed in :attr:`skipped` and named in a warning.
 
         Args:
             path: jsonl file, one ``{"word": str, "freq": int|null, "token_ids": [int]}`` per line
                 (blank lines ignored; ``freq`` may be absent).
             tokenizer: if given, ids are checked against its vocabulary size.
             vocab_size: alternatively, the vocabulary size to check ids against.
+            n_words: keep at most this many words (``None``: all).
+            alphabetic: skip non-alphabetic words; ``False`` keeps every record (each must then
+                have a non-empty word and ids).
 
         Raises:
-            ValueError: a malformed line (its 1-based number is named), an empty file, or ids
+            ValueError: a malformed kept line (its 1-based number is named), no word kept, or ids
                 outside the vocabulary.
+
+        Example:
+            >>> tt = ThinkingTokens.load_jsonl("R1-Distill-Llama-8B.jsonl")  # doctest: +SKIP
+            >>> tt.words[:4], tt.skipped[0]  # doctest: +SKIP
+            (['So', 'Let', 'Hmm', 'I'], (4, ' ', 'not alphabetic'))
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no thinking-token file at {path}")
+        if n_words is not None:
+            n_words = check_int("n_words", n_words, low=1)
+        check_bool("alphabetic", alphabetic)
         if tokenizer is not None:
             vocab_size = len(tokenizer)
         words: list[str] = []
         freqs: list[int | None] = []
         ids: list[list[int]] = []
+        skipped: list[tuple[int, str, str]] = []
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
@@ -296,7 +333,15 @@ class ThinkingTokens:
             if not isinstance(rec, dict):
                 raise ValueError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
             word, freq, tids = rec.get("word"), rec.get("freq"), rec.get("token_ids")
-            if not isinstance(word, str) or not word.strip():
+            if n_words is not None and len(words) >= n_words:  # the reference stops reading here
+                skipped.append((n, str(word), f"beyond the first {n_words} words"))
+                continue
+            if not isinstance(word, str):
+                raise ValueError(f"{path}:{n}: 'word' must be a string, got {word!r}")
+            if alphabetic and not _ALPHABETIC.fullmatch(word):
+                skipped.append((n, word, "not alphabetic"))
+                continue
+            if not word.strip():
                 raise ValueError(f"{path}:{n}: 'word' must be a non-empty string, got {word!r}")
             if freq is not None and (isinstance(freq, bool) or not isinstance(freq, int)):
                 raise ValueError(f"{path}:{n}: 'freq' must be an int or null, got {freq!r}")
@@ -310,5 +355,18 @@ class ThinkingTokens:
             freqs.append(freq)
             ids.append(tids)
         if not words:
-            raise ValueError(f"{path}: no records (empty word set)")
-        return cls(words, freqs, ids, vocab_size=vocab_size)
+            what = f" ({len(skipped)} records skipped as not alphabetic)" if skipped else ""
+            raise ValueError(f"{path}: no records (empty word set){what}")
+        if skipped:
+            shown = ", ".join(f"{w!r}" for _, w, _ in skipped[:12])
+            more = f" and {len(skipped) - 12} more" if len(skipped) > 12 else ""
+            n_alpha = sum(r == "not alphabetic" for _, _, r in skipped)
+            warnings.warn(
+                f"{path.name}: kept {len(words)} words, skipped {len(skipped)} records "
+                f"({n_alpha} not alphabetic, {len(skipped) - n_alpha} beyond n_words={n_words}): "
+                f"{shown}{more} (see .skipped)",
+                stacklevel=2,
+            )
+        out = cls(words, freqs, ids, vocab_size=vocab_size)
+        out.skipped = skipped
+        return out

@@ -17,9 +17,11 @@ def tok(tmp_path_factory):
     return make_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
-def brute_force_ids(tok, word: str) -> list[int]:
-    """Independent reference: decode every id alone, strip, compare case-insensitively."""
-    return [i for i in range(len(tok)) if tok.decode([i]).strip().lower() == word.lower()]
+def brute_force_ids(tok, word: str, case_insensitive: bool = False) -> list[int]:
+    """Independent reference: decode every id alone, strip, compare (as the reference: exact)."""
+    if case_insensitive:
+        return [i for i in range(len(tok)) if tok.decode([i]).strip().lower() == word.lower()]
+    return [i for i in range(len(tok)) if tok.decode([i]).strip() == word]
 
 
 WORDS = ["So", "the", "But", "is", "Ok", "answer", "I", "think"]
@@ -32,12 +34,89 @@ def test_word_maps_to_every_variant(tok):
         assert ids == brute_force_ids(tok, word)
     so = dict(zip(tt.words, tt.ids, strict=True))["So"]
     assert sorted(tok.decode([i]) for i in so) == [" So", "So"]  # leading-space variant found
-    assert {tok.decode([i]) for i in dict(zip(tt.words, tt.ids, strict=True))["the"]} == {
-        " the",
-        "The",
-    }  # case variant found
-    exact = ThinkingTokens.from_words(tok, ["the"], case_insensitive=False)
-    assert [tok.decode([i]) for i in exact.ids[0]] == [" the"]
+    assert [tok.decode([i]) for i in dict(zip(tt.words, tt.ids, strict=True))["the"]] == [" the"]
+    folded = ThinkingTokens.from_words(tok, ["the"], case_insensitive=True)
+    assert {tok.decode([i]) for i in folded.ids[0]} == {" the", "The"}  # case variant on request
+    assert folded.ids[0] == brute_force_ids(tok, "the", case_insensitive=True)
+
+
+@pytest.fixture(scope="module")
+def organism_tok():
+    from tl_thinktok import organism
+
+    return organism.tokenizer()
+
+
+def test_case_sensitive_by_default_as_the_reference(organism_tok):
+    """B1: "So" takes "So" / " So", never "so" (the reference list is case-sensitive)."""
+    tok = organism_tok
+    lower = tok.convert_tokens_to_ids("so")
+    assert lower != tok.unk_token_id  # the organism's vocabulary has both "So" and "so"
+    tt = ThinkingTokens.from_words(tok, ["So"])
+    assert {tok.decode([i]).strip() for i in tt.ids[0]} == {"So"}
+    assert lower not in tt.token_ids()
+    assert tt.ids[0] == brute_force_ids(tok, "So")
+    assert ThinkingTokens.from_counts(tok, {"So": 3}).token_ids() == tt.token_ids()
+    both = ThinkingTokens.from_words(tok, ["So"], case_insensitive=True)
+    assert lower in both.token_ids() and set(tt.token_ids()) < set(both.token_ids())
+    with pytest.raises(TypeError, match="case_insensitive must be a bool"):
+        ThinkingTokens.from_words(tok, ["So"], case_insensitive="yes")
+
+
+# The head of the reference's DeepSeek-R1-Distill-Llama-8B.jsonl (ids of that tokenizer): words
+# that are not purely alphabetic (" " with no ids, "\n\n", "\\", "-") sit between thinking words.
+REFERENCE_HEAD = [
+    {"word": "So", "freq": 394, "token_ids": [2100, 4516, 78012]},
+    {"word": "Let", "freq": 218, "token_ids": [6914, 10267]},
+    {"word": "Hmm", "freq": 127, "token_ids": [81122, 89290]},
+    {"word": " ", "freq": 118, "token_ids": []},
+    {"word": "\n\n", "freq": 114, "token_ids": [271, 4815, 15152]},
+    {"word": "I", "freq": 112, "token_ids": [40, 358, 25494]},
+    {"word": "The", "freq": 89, "token_ids": [578, 791, 33026]},
+    {"word": "Okay", "freq": 88, "token_ids": [33413, 36539]},
+    {"word": "That", "freq": 81, "token_ids": [3011, 4897]},
+    {"word": "First", "freq": 79, "token_ids": [5451, 5629]},
+    {"word": "Now", "freq": 74, "token_ids": [4800, 7184]},
+    {"word": "\\", "freq": 70, "token_ids": [59, 1144]},
+    {"word": "Wait", "freq": 68, "token_ids": [14144, 14524]},
+    {"word": "But", "freq": 64, "token_ids": [2030, 4071]},
+    {"word": "-", "freq": 47, "token_ids": [12, 482]},
+    {"word": "Then", "freq": 45, "token_ids": [5112, 12487]},
+]
+#: The reference RR script's trigger words: the first 10 alphabetic words of that file.
+REFERENCE_FIRST_10 = ["So", "Let", "Hmm", "I", "The", "Okay", "That", "First", "Now", "Wait"]
+
+
+def test_reference_jsonl_loads_like_the_reference_loader(tmp_path):
+    """B2: the reference file loads; non-alphabetic words skipped, first 10 alphabetic kept."""
+    path = tmp_path / "DeepSeek-R1-Distill-Llama-8B.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in REFERENCE_HEAD))
+    with pytest.warns(UserWarning, match=r"kept 10 words, skipped 6 records .*' '"):
+        tt = ThinkingTokens.load_jsonl(path, vocab_size=128256)
+    assert tt.words == REFERENCE_FIRST_10
+    by_word = {r["word"]: r for r in REFERENCE_HEAD}
+    assert tt.freqs == [by_word[w]["freq"] for w in tt.words]
+    assert tt.ids == [by_word[w]["token_ids"] for w in tt.words]
+    assert tt.skipped == [
+        (4, " ", "not alphabetic"),
+        (5, "\n\n", "not alphabetic"),
+        (12, "\\", "not alphabetic"),
+        (14, "But", "beyond the first 10 words"),
+        (15, "-", "beyond the first 10 words"),
+        (16, "Then", "beyond the first 10 words"),
+    ]
+    with pytest.warns(UserWarning, match="skipped 4 records"):
+        every = ThinkingTokens.load_jsonl(path, n_words=None)
+    assert every.words == REFERENCE_FIRST_10 + ["But", "Then"]
+    with pytest.warns(UserWarning):
+        assert ThinkingTokens.load_jsonl(path, n_words=2).words == ["So", "Let"]
+    with pytest.raises(ValueError, match=r":4: 'word' must be a non-empty string"):
+        ThinkingTokens.load_jsonl(path, alphabetic=False)
+    with pytest.raises(ValueError, match="n_words must be >= 1"):
+        ThinkingTokens.load_jsonl(path, n_words=0)
+    path.write_text(json.dumps(REFERENCE_HEAD[3]) + "\n")
+    with pytest.raises(ValueError, match=r"empty word set\) \(1 records skipped"):
+        ThinkingTokens.load_jsonl(path)
 
 
 @settings(
@@ -92,7 +171,9 @@ def test_reference_format_file_loads(tok, tmp_path):
     with pytest.raises(ValueError, match=r"ref.jsonl:2: not valid JSON"):
         ThinkingTokens.load_jsonl(path)
     path.write_text('{"word": "So", "freq": 394, "token_ids": [281, 999]}\n')
-    with pytest.raises(ValueError, match=r"token id 999 of word 'So' is outside"):
+    with pytest.raises(
+        ValueError, match=r"token ids of word 'So' .* out of range \[0, \d+\): \[999\]"
+    ):
         ThinkingTokens.load_jsonl(path, tok)
     assert ThinkingTokens.load_jsonl(path).token_ids() == [281, 999]  # no vocab given: no check
     path.write_text("[1, 2]\n")
@@ -114,7 +195,7 @@ def test_errors(tok):
         ThinkingTokens.from_words(tok, "So")
     with pytest.raises(ValueError, match="2 freqs for 1 words"):
         ThinkingTokens.from_words(tok, ["So"], [1, 2])
-    with pytest.raises(ValueError, match="outside the tokenizer vocabulary"):
+    with pytest.raises(ValueError, match="tokenizer vocabulary.* out of range"):
         ThinkingTokens(["So"], [None], [[len(tok)]], vocab_size=len(tok))
     with pytest.raises(ValueError, match="maps to no token"):
         ThinkingTokens(["So"], [None], [[]])
