@@ -6,7 +6,10 @@ GSM8K test (1319), MATH-500 (500), AIME 2024 (30). The synthetic ``"organism"`` 
 (``importlib.resources``), never from outside it.
 
 Grading: real datasets use math-verify (``math_verify.parse`` / ``verify``) on the generated text
-against the gold answer; the organism uses ``tl_thinktok.organism.grade``.
+against the gold answer; the organism uses ``tl_thinktok.organism.grade``. Grading works on any
+thread: math-verify's wall-clock timeout is a ``signal.alarm``, which only the main thread may set,
+so off the main thread (thread pools, Ray workers, some notebook kernels) it is switched off
+rather than failing every answer.
 
 Example:
     >>> from tl_thinktok.datasets import load_dataset, prompt_for, grade
@@ -20,10 +23,13 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from tl_thinktok._validate import check_int
 
 DATASETS: tuple[str, ...] = ("gsm8k", "math500", "aime24", "organism")
 FILE_DATASETS: tuple[str, ...] = ("gsm8k", "math500", "aime24")
@@ -168,8 +174,8 @@ def load_dataset(name: str, n: int | None = None, seed: int = 0) -> list[Item]:
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
-    if n is not None and (not isinstance(n, int) or n <= 0):
-        raise ValueError(f"n must be a positive int or None, got {n!r}")
+    if n is not None:
+        n = check_int("n", n, low=1)
     if name == "organism":
         return _organism_items(n, seed)
     items = load_jsonl_items(name, _data_path(name))
@@ -251,12 +257,26 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+#: math-verify's per-call wall-clock limit (seconds) on the main thread (its default).
+GRADE_TIMEOUT_S = 5
+
+
+def _grade_timeout() -> int | None:
+    """math-verify timeout for this thread: its signal alarm on the main thread, none elsewhere."""
+    return GRADE_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
 def grade(name: str, text: str, answer: str) -> bool:
     """Whether generated ``text`` contains the gold ``answer``.
 
     Real datasets: math-verify parses the last ``\\boxed{}`` of the generated text (else the
     whole text) and the gold answer (wrapped in ``\\boxed{}``) and checks equivalence. The
     organism uses ``tl_thinktok.organism.grade``. Parse failures count as wrong.
+
+    Any thread gives the same result: math-verify's timeout (``GRADE_TIMEOUT_S`` per parse or
+    comparison) uses ``signal.alarm``, which only the main thread can set, so other threads run
+    it without a time limit. Only an input whose grading takes longer than the limit — a
+    pathological expression, counted wrong on the main thread — can grade differently.
 
     Example:
         >>> grade("math500", "so \\\\boxed{\\\\frac{1}{2}}", "0.5")
@@ -274,12 +294,13 @@ def grade(name: str, text: str, answer: str) -> bool:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     from math_verify import parse, verify
 
+    limit = _grade_timeout()
     try:
-        gold = parse(_boxed(str(answer)))
+        gold = parse(_boxed(str(answer)), parsing_timeout=limit)
         boxed = last_boxed(text)
-        pred = parse(_boxed(boxed) if boxed is not None else text)
+        pred = parse(_boxed(boxed) if boxed is not None else text, parsing_timeout=limit)
         if not gold or not pred:
             return False
-        return bool(verify(gold, pred))
+        return bool(verify(gold, pred, timeout_seconds=limit))
     except Exception:  # math-verify raises on exotic LaTeX / timeouts: count as wrong
         return False

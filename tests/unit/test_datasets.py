@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -108,9 +110,11 @@ def test_subset_is_seeded_and_in_file_order():
     assert len(load_dataset("aime24", n=100)) == 30
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5])
-def test_bad_n(bad):
-    with pytest.raises(ValueError, match="n must be"):
+@pytest.mark.parametrize(
+    ("bad", "exc"), [(0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError)]
+)
+def test_bad_n(bad, exc):
+    with pytest.raises(exc, match="n must be"):
         load_dataset("gsm8k", n=bad)
 
 
@@ -192,3 +196,57 @@ def test_organism_items_prompt_and_grade():
     assert not grade("organism", "no box", ans)
     with pytest.raises(ValueError, match="integers"):
         grade("organism", "\\boxed{1}", "x")
+
+
+# ---------------------------------------------------------------- grading off the main thread
+
+
+def _on_thread(fn):
+    out: list = []
+    err: list = []
+
+    def run():
+        try:
+            out.append(fn())
+        except BaseException as e:  # noqa: BLE001 - re-raised on the main thread below
+            err.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if err:
+        raise err[0]
+    return out[0]
+
+
+def test_grade_on_a_thread_as_on_the_main_thread():
+    """Issue example: math-verify's signal alarm used to make every thread answer False."""
+    assert threading.current_thread() is threading.main_thread()
+    assert _on_thread(lambda: grade("gsm8k", r"so \boxed{18}", "18")) is True
+    assert _on_thread(lambda: grade("gsm8k", r"so \boxed{17}", "18")) is False
+    assert _on_thread(lambda: grade("math500", r"$\boxed{\frac{1}{2}}$", "0.5")) is True
+
+
+def _answer_cases() -> list[tuple[str, str, str]]:
+    """(dataset, generated text, gold): every AIME24 answer and a seeded sample of the others,
+    each boxed against its own gold (correct) and against the next item's different gold."""
+    cases = []
+    for name, n in (("aime24", None), ("math500", 60), ("gsm8k", 60)):
+        items = load_dataset(name, n=n, seed=3)
+        for i, it in enumerate(items):
+            other = next(o for o in items[i + 1 :] + items[:i] if o.answer != it.answer)
+            text = f"so the answer is \\boxed{{{it.answer}}}"
+            cases += [(name, text, it.answer), (name, text, other.answer)]
+    return cases
+
+
+def test_grade_is_the_same_on_threads_and_pools_over_bundled_answers():
+    cases = _answer_cases()
+    main = [grade(*c) for c in cases]
+    # the bundled golds grade right against themselves and wrong against another problem's gold
+    correct, wrong = main[0::2], main[1::2]
+    assert sum(correct) >= 0.95 * len(correct)
+    assert sum(wrong) <= 0.05 * len(wrong)
+    assert _on_thread(lambda: [grade(*c) for c in cases]) == main
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(lambda c: grade(*c), cases)) == main
