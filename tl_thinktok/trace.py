@@ -64,10 +64,16 @@ def _as_f64(values: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _states(t: Tensor) -> Tensor:
+    """Detached CPU copy in float32, or float64 if the model computes in float64."""
+    t = t.detach().cpu()
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def _analyse(
     resid: Float[Tensor, "step d"], answer: Float[Tensor, " d"], sigma: float
 ) -> tuple[np.ndarray, list[int], np.ndarray]:
-    """MI trajectory (float64), its peaks and the residual norms of float32 CPU states."""
+    """MI trajectory (float64), its peaks and the residual norms of CPU states."""
     mi = hsic_nocco(resid, answer, sigma=sigma).cpu().numpy()
     peaks = find_peaks(torch.as_tensor(mi, dtype=torch.float64))
     norms = resid.double().norm(dim=-1).numpy()
@@ -88,8 +94,9 @@ class MITrace(JsonIO):
         sigma: kernel bandwidth of the estimator.
         id, question, answer, text, correct, model: optional metadata (problem id, question,
             gold answer, decoded generation, graded correctness, model name).
-        residuals: ``[step, d]`` float32 ``h_t`` if kept (saved as safetensors, not JSON).
-        answer_rep: ``[d]`` float32 ``h_y`` if kept.
+        residuals: ``[step, d]`` ``h_t`` if kept (saved as safetensors, not JSON); float32, or
+            float64 for a float64 model.
+        answer_rep: ``[d]`` ``h_y`` if kept (same dtype).
     """
 
     tokens: list[int]
@@ -206,7 +213,7 @@ class MITrace(JsonIO):
         ids = as_token_ids(tokens, name="tokens", allow_empty=False)
         generation.check_prompt_length(model, len(ids) - 1, what="trace (minus its last token)")
         resid = step_residuals(model, torch.tensor(ids, dtype=torch.long), prompt_len, layer)
-        resid = resid.reshape(-1, resid.shape[-1]).detach().float().cpu()
+        resid = _states(resid.reshape(-1, resid.shape[-1]))
         if answer_text is not None:
             if not isinstance(answer_text, str) or not answer_text.strip():
                 raise ValueError("answer_text must be a non-empty string (the gold solution)")
@@ -215,7 +222,7 @@ class MITrace(JsonIO):
             answer_rep = answer_representation(model, answer_text, layer=layer)
         if not isinstance(answer_rep, Tensor):
             raise TypeError(f"answer_rep must be a tensor, got {type(answer_rep).__name__}")
-        ans = answer_rep.reshape(-1).detach().float().cpu()
+        ans = _states(answer_rep.reshape(-1))
         if ans.shape[0] != resid.shape[-1]:
             raise ValueError(f"answer_rep has {ans.shape[0]} dims, h_t has {resid.shape[-1]}")
         return cls._build(ids, prompt_len, layer, resid, ans, sigma, keep_residuals, meta)
@@ -306,7 +313,7 @@ class MITrace(JsonIO):
             raise TypeError(f"probe must be an MIProbe, got {type(probe).__name__}")
         ids = as_token_ids(tokens, name="tokens", allow_empty=False)
         prompt_len = check_int("prompt_len", prompt_len, low=1)
-        resid = probe.residuals.detach().float().cpu()
+        resid = _states(probe.residuals)
         n_gen = len(ids) - prompt_len
         if resid.shape[0] != n_gen:
             raise ValueError(
@@ -318,7 +325,7 @@ class MITrace(JsonIO):
         if not isinstance(answer_rep, Tensor) or answer_rep.numel() != resid.shape[-1]:
             shape = tuple(answer_rep.shape) if isinstance(answer_rep, Tensor) else answer_rep
             raise ValueError(f"answer_rep must have shape [{resid.shape[-1]}], got {shape}")
-        ans = answer_rep.reshape(-1).detach().float().cpu()
+        ans = _states(answer_rep.reshape(-1))
         return cls._build(ids, prompt_len, probe.layer, resid, ans, sigma, keep_residuals, meta)
 
     @classmethod
@@ -387,7 +394,7 @@ class MITrace(JsonIO):
         return tr
 
     def save_residuals(self, path: str | Path) -> Path:
-        """Write ``{"resid": [step, d], "answer": [d]}`` (float32) as safetensors."""
+        """Write ``{"resid": [step, d], "answer": [d]}`` as safetensors."""
         from safetensors.torch import save_file
 
         if self.residuals is None or self.answer_rep is None:

@@ -1,4 +1,5 @@
-"""The tl-thinktok CLI: `info` output and lazy dispatch of `reproduce` / `train-organism`."""
+"""The tl-thinktok CLI: `info` output, lazy dispatch of `reproduce` / `train-organism`, and bad
+input answered with one line on stderr and exit status 2 (no traceback)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import types
 import pytest
 
 from tl_thinktok.cli import main
+from tl_thinktok.reproduce.cli import reproduce_main, script_main
 
 
 def test_info_prints_model_shape(capsys):
@@ -31,13 +33,15 @@ def test_info_bad_host_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["info", "stories260k", "--host", "tpu"])
     assert exc.value.code == 2
-    assert "invalid choice: 'tpu'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "invalid choice: 'tpu'" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
     ("command", "module", "func"),
     [
-        ("reproduce", "tl_thinktok.reproduce.core", "reproduce_main"),
+        ("reproduce", "tl_thinktok.reproduce.cli", "reproduce_main"),
         ("train-organism", "tl_thinktok.organism.train", "main"),
     ],
 )
@@ -60,3 +64,71 @@ def test_python_dash_m_entry_point():
     assert proc.returncode == 0
     for command in ("info", "reproduce", "train-organism"):
         assert command in proc.stdout
+
+
+def one_line_error(capsys, *needles: str) -> str:
+    """stderr holds exactly one line, an error naming every needle, and no traceback."""
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "error:" in lines[0] and "Traceback" not in captured.err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--dataset", "/nonexistent.jsonl"], ["/nonexistent.jsonl"]),
+        (["--eval-datasets", "organism,nope"], ["'nope'"]),
+        (["--model", "/nonexistent/model-dir"], ["/nonexistent/model-dir"]),
+        (["--model", "organism", "--base-model", "/no/such/base"], ["/no/such/base"]),
+        (["--only", "fig2,fig99"], ["fig99", "fig2"]),
+        (["--skip", "nothing"], ["nothing"]),
+        (["--set", "n_traces"], ["KEY=VALUE", "n_traces"]),
+        (["--set", "n_tracez=3"], ["n_tracez", "n_traces"]),
+        (["--layer", "last"], ["--layer", "last"]),
+        (["--bogus"], ["--bogus"]),
+    ],
+)
+def test_reproduce_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, needles):
+    argv = ["--quick", "--no-progress", "--out", str(tmp_path / "o"),
+            "--run-dir", str(tmp_path / "r"), *args]  # fmt: skip
+    try:
+        rc = reproduce_main(argv)
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    assert rc == 2
+    one_line_error(capsys, *needles)
+    assert not (tmp_path / "o").exists()  # nothing ran
+
+
+def test_script_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
+    rc = script_main("fig2", ["--dataset", "nope", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    one_line_error(capsys, "'nope'")
+
+
+def test_info_missing_model_is_one_line_and_exit_2(capsys, tmp_path):
+    assert main(["info", str(tmp_path / "missing")]) == 2
+    one_line_error(capsys, str(tmp_path / "missing"))
+    assert main(["info", "not-a-model-name"]) == 2
+    one_line_error(capsys, "not-a-model-name")
+
+
+def test_unknown_command_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduse"])
+    assert exc.value.code == 2
+    one_line_error(capsys, "reproduse")
+
+
+def test_reproduce_bad_dataset_in_a_subprocess_has_no_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "tl_thinktok", "reproduce", "--dataset", "/nonexistent.jsonl",
+           "--out", str(tmp_path / "o"), "--run-dir", str(tmp_path / "r")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2
+    err = [s for s in proc.stderr.splitlines() if s.strip()]
+    assert len(err) == 1, proc.stderr
+    assert err[0].startswith("tl-thinktok reproduce: error:") and "/nonexistent.jsonl" in err[0]

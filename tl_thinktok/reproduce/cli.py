@@ -115,6 +115,10 @@ def context_from_args(args: argparse.Namespace) -> ExpContext:
     """
     if args.threads and args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.no_progress:  # also the "Loading weights" bars of transformers
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     overrides = _overrides(args.set)
 
     def split(s: str | None) -> list[str] | None:
