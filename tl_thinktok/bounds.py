@@ -45,16 +45,17 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from jaxtyping import Float
 from numpy.typing import ArrayLike
+
+from tl_thinktok._io import JsonIO
+from tl_thinktok._validate import check_int, check_prob
 
 __all__ = [
     "BoundsCurve",
@@ -308,10 +309,7 @@ def max_error(n_classes: int) -> float:
 
 
 def _check_n_classes(n_classes: int) -> None:
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
-        raise TypeError(f"n_classes must be an int, got {type(n_classes).__name__}")
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be >= 2 (size of the answer space), got {n_classes}")
+    check_int("n_classes", n_classes, low=2)  # the size of the answer space
 
 
 def _check_cond_entropy(h: np.ndarray, n_classes: int) -> np.ndarray:
@@ -484,8 +482,7 @@ def symmetric_channel(n_classes: int, q: float) -> Float[np.ndarray, "n_classes 
         [[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [0.25, 0.25, 0.5]]
     """
     _check_n_classes(n_classes)
-    if not (0.0 <= float(q) <= 1.0):
-        raise ValueError(f"q must be a probability in [0, 1], got {q!r}")
+    q = check_prob("q", q)
     off = (1.0 - q) / (n_classes - 1)
     c = np.full((n_classes, n_classes), off, dtype=np.float64)
     np.fill_diagonal(c, q)
@@ -581,8 +578,7 @@ class ReasoningProcess:
             The process.
         """
         _check_n_classes(n_classes)
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        n_steps = check_int("n_steps", n_steps, low=1)
         peaks = set(int(s) for s in peak_steps)
         chans = [
             symmetric_channel(n_classes, q_peak if j in peaks else q_ordinary)
@@ -616,9 +612,10 @@ class ReasoningProcess:
         Raises:
             ValueError: if the table would exceed ``max_table_size`` entries.
         """
-        t = self.n_steps if n_steps is None else int(n_steps)
-        if not 1 <= t <= self.n_steps:
+        t = self.n_steps if n_steps is None else check_int("n_steps", n_steps, low=1)
+        if t > self.n_steps:
             raise ValueError(f"n_steps must be in 1..{self.n_steps}, got {n_steps}")
+        max_table_size = check_int("max_table_size", max_table_size, low=1)
         size = self.n_classes * math.prod(c.shape[1] for c in self.channels[:t])
         if size > max_table_size:
             raise ValueError(
@@ -685,6 +682,8 @@ class ReasoningProcess:
         """
         h_y = entropy(self.prior)
         if method == "recursive":
+            max_states = check_int("max_states", max_states, low=1)
+            decimals = check_int("decimals", decimals, low=0)
             cond_h, pe = self._recursive(max_states, decimals)
         elif method == "full":
             full = self.joint(max_table_size=max_table_size)
@@ -726,7 +725,7 @@ _ARRAY_FIELDS = (
 
 
 @dataclass
-class BoundsCurve:
+class BoundsCurve(JsonIO):
     """Exact information and error quantities of a :class:`ReasoningProcess`, per ``T``.
 
     All arrays have one entry per ``T = 1..n_steps`` (``t``); quantities in bits.
@@ -785,26 +784,21 @@ class BoundsCurve:
             "chain_rule": float(np.max(np.abs(np.cumsum(self.chain_terms) - self.cumulative_mi))),
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (arrays as lists)."""
-        d = asdict(self)
-        for k in _ARRAY_FIELDS:
-            d[k] = np.asarray(d[k]).tolist()
-        return d
-
-    def save(self, path: str | Path) -> Path:
-        """Write the curve as JSON to ``path``; returns the path."""
-        p = Path(path)
-        p.write_text(json.dumps(self.to_dict(), indent=1))
-        return p
+    # JSON (JsonIO): save(path) -> Path / load(path); arrays as lists, NaN as null.
 
     @classmethod
-    def load(cls, path: str | Path) -> BoundsCurve:
-        """Read a curve written by :meth:`save`."""
-        d = json.loads(Path(path).read_text())
+    def from_dict(cls, data: dict[str, Any]) -> BoundsCurve:
+        """Inverse of :meth:`to_dict`: lists back to int64 (``t``) / float64 arrays."""
+        d = dict(data)
         for k in _ARRAY_FIELDS:
-            d[k] = np.asarray(d[k], dtype=np.int64 if k == "t" else np.float64)
-        return cls(**d)
+            if k in d:
+                d[k] = np.asarray(d[k], dtype=np.int64 if k == "t" else np.float64)
+        for k in ("prior_entropy", "prior_error"):
+            if k in d:
+                d[k] = math.nan if d[k] is None else float(d[k])
+        if "peak_steps" in d:
+            d["peak_steps"] = [int(s) for s in d["peak_steps"]]
+        return super().from_dict(d)
 
     def plot(self, ax: Any = None) -> Any:
         """Plot the Bayes error between the two bounds, and cumulative MI with peaks marked.

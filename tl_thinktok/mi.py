@@ -60,7 +60,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -70,6 +69,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tl_thinktok._validate import check_float, check_int
 from tl_thinktok.peaks import TraceStats, find_peaks, trace_stats  # re-exported (DESIGN.md)
 
 __all__ = [
@@ -127,16 +127,15 @@ def _check_x(x: Tensor, d: int) -> None:
 
 
 def _check_positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {value}")
-    return float(value)
+    v = check_float(name, value)
+    if v <= 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    return v
 
 
 def _check_fast(rank: int | None, tol: float | None) -> None:
-    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
-        raise ValueError(f"rank must be a positive int or None, got {rank!r}")
+    if rank is not None:
+        check_int("rank", rank, low=1)
     if tol is not None:
         _check_positive(tol, "tol")
 
@@ -313,8 +312,8 @@ class HSIC:
         self.sigma = _check_positive(sigma, "sigma")
         self.eps = _check_positive(eps, "eps")
         _check_fast(rank, tol)
-        if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
-            raise ValueError(f"chunk must be a positive int or None, got {chunk!r}")
+        if chunk is not None:
+            chunk = check_int("chunk", chunk, low=1)
         yy = _to_f64(y, "y")
         _check_y(yy)
         self.standardize = bool(standardize)
@@ -614,6 +613,8 @@ def hsic_biased(
     flat = xx.reshape(-1, m)
     n = flat.shape[0]
     out = torch.empty(n, dtype=_F64, device=flat.device)
+    if chunk is not None:
+        chunk = check_int("chunk", chunk, low=1)
     step = chunk or max(1, _MEMORY_BUDGET_BYTES // (2 * m * m * 8))
     for s in range(0, n, step):
         rows = flat[s : s + step]
@@ -674,4 +675,3 @@ def estimate(
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
     return ESTIMATORS[estimator](x, y, **kwargs)
-

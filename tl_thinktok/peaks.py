@@ -18,15 +18,16 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
+
+from tl_thinktok._io import JsonIO
+from tl_thinktok._validate import check_float, check_int
 
 __all__ = ["METHODS", "TraceStats", "aggregate", "find_peaks", "iqr_threshold", "trace_stats"]
 
@@ -52,10 +53,10 @@ def _as_trace(mi: object, name: str = "mi") -> np.ndarray:
 def _check_method(method: str, tau: float, k: int) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown peak method {method!r}; choose one of {METHODS}")
-    if method == "iqr" and (not math.isfinite(tau) or tau < 0):
-        raise ValueError(f"tau must be finite and >= 0, got {tau}")
-    if method == "topk" and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    if method == "iqr":
+        check_float("tau", tau, low=0.0)
+    if method == "topk":
+        check_int("k", k, low=1)
 
 
 def iqr_threshold(mi: Sequence[float] | np.ndarray | torch.Tensor, tau: float = 1.5) -> float:
@@ -105,7 +106,7 @@ def find_peaks(
 
 
 @dataclass
-class TraceStats:
+class TraceStats(JsonIO):
     """Per-trace summary (Table 1: peaks and intervals; Table 2: mean, std, AOM).
 
     Attributes:
@@ -137,39 +138,19 @@ class TraceStats:
     k: int = 20
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; NaN floats become ``None``."""
-        out = asdict(self)
-        for key, val in out.items():
-            if isinstance(val, float) and math.isnan(val):
-                out[key] = None
-        return out
+    # JSON (JsonIO): save(path) -> Path / load(path); NaN is written as null and read back as NaN.
+    _FLOAT_FIELDS = ("ratio", "max_interval", "min_interval", "avg_interval", "mean", "std", "aom")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TraceStats:
         """Inverse of :meth:`to_dict` (``None`` floats back to NaN)."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown TraceStats fields: {sorted(unknown)}")
         kwargs = dict(data)
-        for key in ("ratio", "max_interval", "min_interval", "avg_interval", "mean", "std", "aom"):
-            if kwargs.get(key) is None:
+        for key in cls._FLOAT_FIELDS:
+            if key in kwargs and kwargs[key] is None:
                 kwargs[key] = math.nan
-        kwargs["peaks"] = [int(p) for p in kwargs["peaks"]]
-        return cls(**kwargs)
-
-    def save(self, path: str | Path) -> Path:
-        """Write JSON to ``path``; returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> TraceStats:
-        """Read a file written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        if "peaks" in kwargs:
+            kwargs["peaks"] = [int(p) for p in kwargs["peaks"]]
+        return super().from_dict(kwargs)
 
 
 def trace_stats(
@@ -202,13 +183,10 @@ def trace_stats(
     if peaks is None:
         pk = find_peaks(arr, method=method, tau=tau, k=k)
     else:
-        pk = []
-        for p in peaks:
-            if isinstance(p, bool) or not isinstance(p, (int, np.integer)):
-                raise TypeError(f"peak indices must be ints, got {p!r}")
-            if not 0 <= int(p) < n:
-                raise ValueError(f"peak index {int(p)} out of range for a trace of {n} steps")
-            pk.append(int(p))
+        try:
+            pk = [check_int("peak index", p, low=0, high=n - 1) for p in peaks]
+        except ValueError as exc:
+            raise ValueError(f"{exc}: out of range for a trace of {n} steps") from None
         if len(set(pk)) != len(pk):
             raise ValueError("peak indices contain duplicates")
         pk.sort()

@@ -8,6 +8,7 @@ helpers under test.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import matplotlib
@@ -345,12 +346,23 @@ def test_nonuniform_prior_process_first_step_matches_loops():
 def test_bounds_curve_save_load_roundtrip(tmp_path):
     curve = ReasoningProcess.symmetric(n_classes=3, n_steps=5, peak_steps=(2, 4)).bounds_curve()
     curve.meta["note"] = "test"
-    path = curve.save(tmp_path / "curve.json")
+    path = curve.save(tmp_path / "new" / "curve.json")  # folders created, the path returned
     back = BoundsCurve.load(path)
     assert back.n_classes == 3 and back.peak_steps == [2, 4] and back.meta == {"note": "test"}
     for name in ("t", "cond_entropy", "cumulative_mi", "chain_terms", "bayes_error", "fano"):
         np.testing.assert_array_equal(getattr(back, name), getattr(curve, name))
+    assert back.t.dtype == np.int64 and back.fano.dtype == np.float64
     assert back.prior_entropy == curve.prior_entropy
+    # a file written by the previous save (json.dumps(indent=1) of the same dict) still loads
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(curve.to_dict(), indent=1))
+    np.testing.assert_array_equal(BoundsCurve.load(old).bayes_error, curve.bayes_error)
+    # an undefined value (NaN) is written as null and read back as NaN, in arrays as in scalars
+    curve.bayes_error[1] = np.nan
+    curve.prior_error = float("nan")
+    back = BoundsCurve.load(curve.save(path))
+    assert np.isnan(back.bayes_error[1]) and np.isnan(back.prior_error)
+    assert "NaN" not in path.read_text()
 
 
 def test_plot_draws_error_between_bounds_and_mi():
@@ -411,8 +423,10 @@ def test_invalid_bound_arguments():
         hellman_raviv_upper_bound(-1.0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         binary_entropy(1.5)
-    with pytest.raises(ValueError, match="q must be a probability"):
+    with pytest.raises(ValueError, match=r"q must be <= 1"):
         symmetric_channel(3, 1.2)
+    with pytest.raises(ValueError, match=r"q must be >= 0"):
+        symmetric_channel(3, -0.1)
     with pytest.raises(ValueError, match="sum to 1"):
         entropy([0.5, 0.4])
 

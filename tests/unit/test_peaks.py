@@ -127,8 +127,9 @@ def test_trace_stats_with_given_peaks_and_topk():
         trace_stats(mi, peaks=[5])
     with pytest.raises(ValueError, match="duplicates"):
         trace_stats(mi, peaks=[1, 1])
-    with pytest.raises(TypeError, match="ints"):
+    with pytest.raises(TypeError, match="peak index must be an int"):
         trace_stats(mi, peaks=[1.5])
+    assert trace_stats(mi, peaks=np.array([3, 0])).peaks == [0, 3]  # numpy ints accepted
 
 
 def test_save_load_roundtrip(tmp_path):
@@ -139,6 +140,37 @@ def test_save_load_roundtrip(tmp_path):
     assert math.isnan(back.aom) and math.isnan(back.avg_interval)
     assert back.to_dict() == s.to_dict()
     assert '"aom": null' in path.read_text()
+    assert not list(path.parent.glob(".*tmp*"))  # written atomically, no temp file left
+
+
+# a file written by the previous TraceStats.save (json.dumps(indent=2), NaN as null)
+OLD_FORMAT = """{
+  "peaks": [3],
+  "n_peaks": 1,
+  "n_steps": 8,
+  "ratio": 0.125,
+  "max_interval": null,
+  "min_interval": null,
+  "avg_interval": null,
+  "mean": 0.125,
+  "std": 0.33071891388307384,
+  "aom": null,
+  "method": "iqr",
+  "tau": 1.5,
+  "k": 20,
+  "extra": {}
+}"""
+
+
+def test_files_of_the_previous_format_load(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(OLD_FORMAT)
+    back = TraceStats.load(path)
+    s = trace_stats([0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    assert back.to_dict() == s.to_dict()
+    assert math.isnan(back.max_interval) and back.peaks == [3]
+    with pytest.raises(ValueError, match=r"unknown TraceStats fields: \['bogus'\]"):
+        TraceStats.from_dict({**s.to_dict(), "bogus": 1})
 
 
 def test_aggregate_means_skip_undefined():
