@@ -1,0 +1,111 @@
+"""reproduce building blocks: AccuracyCurve (round trip, plot), Summary / data files / README /
+check_outputs, the experiment registry."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tl_thinktok.reproduce.curves import AccuracyCurve, Series, plot_curves
+from tl_thinktok.reproduce.outputs import (
+    Summary,
+    check_outputs,
+    mean_ci,
+    save_csv,
+    save_json,
+    write_readme,
+)
+from tl_thinktok.reproduce.registry import (
+    ALIASES,
+    EXPERIMENTS,
+    UnknownExperimentError,
+    load_experiment,
+    resolve,
+)
+
+
+def curve() -> AccuracyCurve:
+    return AccuracyCurve(
+        dataset="organism", n_items=50, x_label="k",
+        series=[Series("thinking", [0, 1, 4], [0.8, 0.4, 0.1], color="tab:red"),
+                Series("random", [0, 4], [0.8, 0.75], std=[0.0, 0.05], style="s--")],
+        x_ticks=[0, 1, 4],
+    )  # fmt: skip
+
+
+def test_accuracy_curve_round_trip(tmp_path):
+    c = curve()
+    back = AccuracyCurve.load(c.save(tmp_path / "c" / "curve.json"))
+    assert back == c
+    assert isinstance(back.series[1], Series) and back.series[1].std == [0.0, 0.05]
+
+
+def test_accuracy_curve_plot_draws_every_series_and_the_band():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = curve().plot()
+    assert [tuple(line.get_ydata()) for line in ax.lines] == [(0.8, 0.4, 0.1), (0.8, 0.75)]
+    assert len(ax.collections) == 1  # the ± std band of the random series
+    assert ax.get_title() == "organism (n=50)" and list(ax.get_xticks()) == [0, 1, 4]
+    plt.close(ax.figure)
+    fig = plot_curves([curve(), curve()], "two")
+    assert len(fig.axes) == 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at least one curve"):
+        plot_curves([], "none")
+
+
+def test_series_lengths_are_checked():
+    with pytest.raises(ValueError, match="3 x values but 2 accuracies"):
+        Series("s", [0, 1, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="1 std values for 2 x values"):
+        Series("s", [0, 1], [0.1, 0.2], std=[0.1])
+
+
+def test_summary_files_readme_and_check_outputs(tmp_path):
+    files = [save_json(tmp_path, "fig2", {"mi": [0.1, 0.2]}),
+             save_csv(tmp_path, "fig2", [{"a": 1, "b": 0.5}, {"a": 2, "c": "x"}])]  # fmt: skip
+    s = Summary("fig2", "title", "organism", "organism", {"acc": np.float64(0.5)}, files=files)
+    path = s.save(tmp_path)
+    assert path == tmp_path / "fig2.summary.json"
+    assert Summary.load(path) == Summary("fig2", "title", "organism", "organism", {"acc": 0.5},
+                                         files=files)  # fmt: skip
+    assert (tmp_path / "fig2.csv").read_text().splitlines()[0] == "a,b,c"
+    readme = write_readme(tmp_path).read_text()
+    assert "## fig2: title" in readme and "acc: 0.5" in readme
+    assert check_outputs(tmp_path, ["fig2"]) == []
+    assert check_outputs(tmp_path, ["table1"]) == ["table1: no summary"]
+    (tmp_path / "fig2.csv").unlink()
+    assert check_outputs(tmp_path, ["fig2"]) == ["fig2: missing fig2.csv"]
+    Summary("fig2", "t", "m", "d", {"x": math.nan}).save(tmp_path)
+    assert check_outputs(tmp_path, ["fig2"]) == ["fig2: non-finite key numbers"]
+    with pytest.raises(ValueError):
+        save_json(tmp_path, "bad", {"x": math.inf})
+
+
+def test_mean_ci():
+    assert mean_ci([]) == (pytest.approx(math.nan, nan_ok=True), 0.0)
+    assert mean_ci([2.0]) == (2.0, 0.0)
+    m, h = mean_ci([1.0, 2.0, 3.0])
+    assert m == 2.0 and h == pytest.approx(1.96 * 1.0 / math.sqrt(3))
+
+
+def test_registry_resolves_aliases_and_loads_every_experiment():
+    for alias, name in ALIASES.items():
+        assert resolve(alias) == name
+    for name in EXPERIMENTS:
+        mod = load_experiment(name)
+        assert mod.NAME == name and callable(mod.run)
+    with pytest.raises(UnknownExperimentError, match="unknown experiment 'fig99'.*fig2"):
+        resolve("fig99")
+
+
+def test_summary_json_has_no_nan_token(tmp_path):
+    p = Summary("x", "t", "m", "d", {"v": math.nan}).save(tmp_path)
+    assert json.loads(p.read_text())["numbers"]["v"] is None
