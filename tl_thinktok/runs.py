@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tl_thinktok._io import atomic_write_text
+from tl_thinktok._validate import check_int
+
 T = TypeVar("T")
 
 CONFIG_FILE = "config.json"
@@ -129,9 +132,7 @@ class RunDir:
                 )
         else:
             payload = {"config": config, "versions": library_versions()}
-            tmp = cfg_file.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-            os.replace(tmp, cfg_file)
+            atomic_write_text(cfg_file, json.dumps(payload, indent=2, sort_keys=True))
         run = cls(path=path, config=config)
         run.results = run._load_results()
         return run
@@ -256,8 +257,7 @@ class RunDir:
         Example:
             >>> run.map_batched(range(5), str, lambda b: [i * 2 for i in b], 2)  # doctest: +SKIP
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = check_int("batch_size", batch_size, low=1)
         items = list(items)
         keys = [key(it) for it in items]
         if len(set(keys)) != len(keys):

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from tl_thinktok.testing.reference import reference_nocco_trace
 from tl_thinktok.mi import HSIC
+from tl_thinktok.testing.reference import reference_nocco_trace
 
 N_STEPS = int(os.environ.get("THINKTOK_BENCH_STEPS", "512"))
 DEVICE_NAME = os.environ.get("THINKTOK_BENCH_DEVICE", "cpu")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tl_thinktok import organism
-from tl_thinktok import organism_train as ot
+from tl_thinktok.organism import train as ot
 
 MODELS = Path(organism.__file__).resolve().parent.parent / "assets" / "models"
 NAMES = ("organism", "organism-base")

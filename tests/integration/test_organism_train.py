@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 from safetensors.torch import load_file
 
-from tl_thinktok import organism_train as ot
+from tl_thinktok.organism import train as ot
 
 
 def test_smoke_cli_writes_loadable_checkpoints(tmp_path):

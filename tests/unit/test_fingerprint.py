@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tl_thinktok.loading import models as loading
-from tl_thinktok.reproduce.core import ExpContext, accuracy_run
 from tl_thinktok.loading import model_fingerprint
+from tl_thinktok.loading import models as loading
+from tl_thinktok.reproduce import ExpContext, accuracy_run
 
 
 @pytest.fixture

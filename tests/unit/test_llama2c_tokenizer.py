@@ -1,8 +1,8 @@
 """Llama2cTokenizer encodes/decodes exactly like llama2.c's run.c.
 
-The reference below is written independently of tl_thinktok.loading.llama2c (its own tokenizer.bin reader
-and a string-level re-statement of run.c's rules); the hand-checked cases were read off the
-vocabulary by hand.
+The reference below is written independently of tl_thinktok.loading.llama2c (its own
+tokenizer.bin reader and a string-level re-statement of run.c's rules); the hand-checked cases
+were read off the vocabulary by hand.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tl_thinktok.loading.llama2c import Llama2cTokenizer
 from tl_thinktok.loading import bundled_model_dir
+from tl_thinktok.loading.llama2c import Llama2cTokenizer
 
 TOKENIZER_BIN = bundled_model_dir("stories260k") / "tokenizer.bin"
 

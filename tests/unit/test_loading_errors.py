@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
 import pytest
 import torch
 
-from tl_thinktok.loading import models as loading
 from tl_thinktok.loading import (
     LoadInfo,
     bundled_model_dir,
@@ -16,6 +16,7 @@ from tl_thinktok.loading import (
     load_model,
     resolve_dtype,
 )
+from tl_thinktok.loading import models as loading
 
 STORIES = bundled_model_dir("stories260k")
 
@@ -113,8 +114,14 @@ def test_load_info_round_trip(tmp_path):
         "center_unembed": False,
         "fold_value_biases": False,
     }
-    info.save(tmp_path / "info.json")
-    assert LoadInfo.load(tmp_path / "info.json") == info
+    path = info.save(tmp_path / "sub" / "info.json")  # folders created, the path returned
+    assert path == tmp_path / "sub" / "info.json"
+    assert LoadInfo.load(path) == info
+    # a file written by the previous save (json.dumps(asdict(...), indent=2)) still loads
+    (tmp_path / "old.json").write_text(json.dumps(dataclasses.asdict(info), indent=2))
+    assert LoadInfo.load(tmp_path / "old.json") == info
+    with pytest.raises(ValueError, match=r"unknown LoadInfo fields: \['nope'\]"):
+        LoadInfo.from_dict({**info.to_dict(), "nope": 1})
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3", "llama"])

@@ -7,6 +7,8 @@ arithmetic, and greedy decoding is compared with ``transformers``' ``generate``.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 
 import pytest
@@ -15,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tl_thinktok import organism
-from tl_thinktok import organism_train as ot
+from tl_thinktok.organism import train as ot
 
 # ---------------------------------------------------------------- grading (hand-made cases)
 
@@ -331,10 +333,20 @@ def test_greedy_generate_matches_hf_generate(tiny_model, tok):
 def test_eval_result_roundtrip(tmp_path, tiny_model, tok):
     r = ot.evaluate((tiny_model, tok), n=3, max_new_tokens=5, ban_ids=[5, 6])
     assert r.n == 3 and 0.0 <= r.accuracy <= 1.0 and r.ban_ids == [5, 6]
-    r.save(tmp_path / "r.json")
-    assert ot.EvalResult.load(tmp_path / "r.json") == r
+    path = r.save(tmp_path / "sub" / "r.json")  # folders created, the path returned
+    assert path == tmp_path / "sub" / "r.json"
+    assert ot.EvalResult.load(path) == r
+    # a file written by the previous save (json.dumps(asdict(...), indent=1)) still loads
+    (tmp_path / "old.json").write_text(json.dumps(dataclasses.asdict(r), indent=1))
+    assert ot.EvalResult.load(tmp_path / "old.json") == r
+    t = ot.evaluate((tiny_model, tok), n=3, max_new_tokens=5, ban_ids=torch.tensor([6, 5]))
+    assert t.ban_ids == [5, 6] and t.samples == r.samples  # same ban, given as a tensor
     with pytest.raises(ValueError, match="n must be"):
         ot.evaluate((tiny_model, tok), n=0)
+    with pytest.raises(ValueError, match="ban_ids must be non-negative"):
+        ot.evaluate((tiny_model, tok), n=1, ban_ids=[-1])
+    with pytest.raises(ValueError, match=r"ban_ids out of range \[0, \d+\)"):
+        ot.evaluate((tiny_model, tok), n=1, ban_ids=[10**6])
     with pytest.raises(ValueError, match="config.json"):
         ot.evaluate(tmp_path, n=1)
 

@@ -22,12 +22,13 @@ import copy
 import hashlib
 import json
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tl_thinktok._io import JsonIO
 from tl_thinktok.hosts import fix_bridge_kv_cache
 
 __all__ = [
@@ -75,7 +76,7 @@ NO_PROCESSING = {
 
 
 @dataclass
-class LoadInfo:
+class LoadInfo(JsonIO):
     """What ``load_model`` loaded; attached to the model as ``model.thinktok_info``.
 
     Attributes:
@@ -98,24 +99,7 @@ class LoadInfo:
     host: str
     dtype: str
     processing: dict[str, bool] = field(default_factory=lambda: dict(NO_PROCESSING))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LoadInfo:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**d)
-
-    def save(self, path: str | Path) -> None:
-        """Write as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> LoadInfo:
-        """Read from JSON written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    # to_dict / from_dict / save(path) -> Path / load(path): JsonIO
 
 
 def bundled_model_dir(name: str) -> Path:

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tl_thinktok._validate import check_int
+
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerFast
 
@@ -339,8 +341,7 @@ def problems(split: str, n: int, seed: int = 0) -> list[Problem]:
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    n = check_int("n", n, low=0)
     rng = random.Random(f"organism-{seed}")
     out: list[Problem] = []
     seen: set[str] = set()
@@ -465,8 +466,7 @@ def grade(text: str, answer: int) -> bool:
         >>> grade("</think> \\\\boxed{1 2}", 12)
         True
     """
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise TypeError(f"answer must be an int, got {type(answer).__name__}")
+    answer = check_int("answer", answer)
     return extract_answer(text) == answer
 
 

@@ -40,6 +40,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from tl_thinktok._io import JsonIO
+from tl_thinktok._validate import as_token_ids, check_int
 from tl_thinktok.organism import task as organism
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -87,10 +89,8 @@ class TrainConfig:
             raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} not divisible by n_heads {self.n_heads}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(
-                f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
-            )
+        check_int("steps", self.steps, low=1)
+        check_int("batch_size", self.batch_size, low=1)
 
 
 SMOKE = dict(d_model=32, n_layers=1, d_mlp=64, steps=30, batch_size=8, n_train=300, warmup=5,
@@ -114,7 +114,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class EvalResult:
+class EvalResult(JsonIO):
     """Greedy held-out evaluation of one organism.
 
     Attributes:
@@ -131,15 +131,16 @@ class EvalResult:
     mean_new_tokens: float
     ban_ids: list[int] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
-
-    def save(self, path: str | Path) -> None:
-        """Write as JSON."""
-        Path(path).write_text(json.dumps(asdict(self), indent=1))
+    # to_dict / from_dict / save(path) -> Path / load(path): JsonIO (NaN as null)
 
     @classmethod
-    def load(cls, path: str | Path) -> EvalResult:
-        """Read back what :meth:`save` wrote."""
-        return cls(**json.loads(Path(path).read_text()))
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        """Inverse of :meth:`to_dict` (an undefined ``null`` rate back to NaN)."""
+        d = dict(data)
+        for k in ("accuracy", "well_formed", "mean_new_tokens"):
+            if k in d and d[k] is None:
+                d[k] = math.nan
+        return super().from_dict(d)
 
 
 def build_model(cfg: TrainConfig, tok: Any) -> Any:
@@ -237,7 +238,11 @@ def greedy_generate(
         >>> greedy_generate(model, tok, [organism.prompt(q)])  # doctest: +SKIP
     """
     device = next(model.parameters()).device
-    ban = torch.tensor(sorted(set(ban_ids or [])), dtype=torch.long, device=device)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    ban_list = as_token_ids([] if ban_ids is None else ban_ids, name="ban_ids", vocab=vocab)
+    ban = torch.tensor(sorted(set(ban_list)), dtype=torch.long, device=device)
     eos, pad = tok.eos_token_id, tok.pad_token_id
     results: list[tuple[str, int]] = []
     for b0 in range(0, len(prompts), batch_size):
@@ -328,8 +333,8 @@ def evaluate(
         >>> evaluate("tl_thinktok/assets/models/organism", n=20).accuracy  # doctest: +SKIP
         0.85
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_int("n", n, low=1)
+    ban_list = as_token_ids([] if ban_ids is None else ban_ids, name="ban_ids")
     model, tok = _load(model_dir, device)
     probs = organism.problems("test", n, seed=seed)
     outs = greedy_generate(
@@ -337,7 +342,7 @@ def evaluate(
         tok,
         [organism.prompt(p.question) for p in probs],
         max_new_tokens=max_new_tokens,
-        ban_ids=ban_ids,
+        ban_ids=ban_list,
         batch_size=batch_size,
         bos=bos,
     )
@@ -349,7 +354,7 @@ def evaluate(
         n_correct=sum(correct),
         well_formed=sum(formed) / n,
         mean_new_tokens=sum(k for _, k in outs) / n,
-        ban_ids=sorted(set(ban_ids or [])),
+        ban_ids=sorted(set(ban_list)),
         samples=[
             {"question": p.question, "completion": t, "answer": p.answer}
             for (t, _), p in list(zip(outs, probs, strict=True))[:n_samples]
@@ -359,8 +364,7 @@ def evaluate(
 
 def thinking_ids(tok: Any, k: int) -> list[int]:
     """Token ids of the first ``k`` of ``organism.THINKING_WORDS`` (one word-level token each)."""
-    if not 0 <= k <= len(organism.THINKING_WORDS):
-        raise ValueError(f"k must be in [0, {len(organism.THINKING_WORDS)}], got {k}")
+    k = check_int("k", k, low=0, high=len(organism.THINKING_WORDS))
     ids = tok.convert_tokens_to_ids(organism.THINKING_WORDS[:k])
     if tok.unk_token_id in ids:
         raise ValueError("a thinking word is not a single token of this tokenizer")
