@@ -343,14 +343,14 @@ class ThinkingTokens:
                 continue
             if not word.strip():
                 raise ValueError(f"{path}:{n}: 'word' must be a non-empty string, got {word!r}")
-            if freq is not None and (isinstance(freq, bool) or not isinstance(freq, int)):
-                raise ValueError(f"{path}:{n}: 'freq' must be an int or null, got {freq!r}")
-            if (
-                not isinstance(tids, list)
-                or not tids
-                or not all(isinstance(i, int) and not isinstance(i, bool) for i in tids)
-            ):
-                raise ValueError(f"{path}:{n}: 'token_ids' must be a non-empty list of ints")
+            try:
+                if freq is not None:
+                    freq = check_int("'freq' (an int or null)", freq)
+                if not isinstance(tids, list):
+                    raise TypeError(f"'token_ids' must be a list of ints, got {tids!r}")
+                tids = as_token_ids(tids, name="'token_ids'", allow_empty=False)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{n}: {exc}") from None
             words.append(word)
             freqs.append(freq)
             ids.append(tids)

@@ -184,6 +184,23 @@ def test_reference_format_file_loads(tok, tmp_path):
         ThinkingTokens.load_jsonl(path)
 
 
+@pytest.mark.parametrize(
+    ("record", "match"),
+    [
+        ('{"word": "So", "freq": 1.5, "token_ids": [1]}', r":1: 'freq' .* must be an int"),
+        ('{"word": "So", "token_ids": []}', r":1: 'token_ids' is empty"),
+        ('{"word": "So", "token_ids": [true]}', r":1: 'token_ids' must be ints, got bool"),
+        ('{"word": "So", "token_ids": [-3]}', r":1: 'token_ids' must be non-negative"),
+        ('{"word": "So", "token_ids": 7}', r":1: 'token_ids' must be a list of ints"),
+    ],
+)
+def test_malformed_kept_record_names_file_line_and_field(tmp_path, record, match):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(record + "\n")
+    with pytest.raises(ValueError, match="bad.jsonl" + match):
+        ThinkingTokens.load_jsonl(path)
+
+
 def test_errors(tok):
     with pytest.raises(ValueError, match="empty word set"):
         ThinkingTokens.from_words(tok, [])
