@@ -210,6 +210,7 @@ def test_greedy_batch_matches_hf_generate(qwen2_dir, host):
 
 def test_spearman_and_jaccard_against_closed_forms():
     from tl_thinktok.reproduce.experiments import peaks_robustness as pr
+
     rng = np.random.default_rng(0)
     for _ in range(20):
         a, b = rng.permutation(12).astype(float), rng.permutation(12).astype(float)
