@@ -154,7 +154,10 @@ class MIProbe(Component):
     pass into two rows.
 
     Batches: rows are kept per batch element; ``.residuals`` needs batch 1, ``.batch_residuals``
-    gives ``[batch, step, d]`` (with left padding / finished rows the caller must mask).
+    gives ``[batch, step, d]`` and :meth:`row_residuals` one element's steps. Left padding needs no
+    mask (position −1 is always the newest token of every row); a row that stopped at EOS before
+    the others keeps being recorded after its EOS, so pass its generated length as ``n_steps``.
+    Row ``i`` equals the probe of prompt ``i`` generated alone (tested on both hosts).
 
     Args:
         layer: decoder block (negative counts from the end).
@@ -224,8 +227,35 @@ class MIProbe(Component):
             )
         return rows[0]
 
+    def row_residuals(self, row: int, n_steps: int | None = None) -> Float[Tensor, "step d_model"]:
+        """Recorded steps of batch element ``row``, the first ``n_steps`` of them (default: all).
+
+        Args:
+            row: batch index (``0 <= row < batch``).
+            n_steps: that row's number of generated tokens (a row that stopped at EOS early).
+
+        Example:
+            >>> h = probe.row_residuals(1, n_steps=len(new_tokens[1]))   # doctest: +SKIP
+        """
+        rows = self.batch_residuals
+        row = check_int("row", row, low=0)
+        if row >= rows.shape[0]:
+            raise ValueError(f"row {row} is out of range for a batch of {rows.shape[0]}")
+        if n_steps is None:
+            return rows[row]
+        n_steps = check_int("n_steps", n_steps, low=1)
+        if n_steps > rows.shape[1]:
+            raise ValueError(f"n_steps={n_steps} but the probe recorded {rows.shape[1]} steps")
+        return rows[row, :n_steps]
+
     def trajectory(
-        self, answer_rep: Float[Tensor, " d_model"], estimator: str = "nocco", **kwargs: Any
+        self,
+        answer_rep: Float[Tensor, " d_model"],
+        estimator: str = "nocco",
+        *,
+        row: int | None = None,
+        n_steps: int | None = None,
+        **kwargs: Any,
     ) -> Float[Tensor, " step"]:
         """MI proxy between each recorded step and ``answer_rep`` (float64).
 
@@ -233,12 +263,17 @@ class MIProbe(Component):
             answer_rep: ``[d_model]`` answer representation (:func:`answer_representation`).
             estimator: name understood by :func:`tl_thinktok.mi.estimate` (``"nocco"`` is the
                 paper's reference estimator, σ = 50, ε = 1e-5).
+            row: batch element (``None``: batch 1 required); see :meth:`row_residuals`.
+            n_steps: that row's generated length (``None``: every recorded step).
             **kwargs: forwarded to the estimator.
 
         Returns:
             ``[step]`` float64 MI trajectory.
         """
-        x = self.residuals
+        if row is None and n_steps is None:
+            x = self.residuals
+        else:
+            x = self.row_residuals(0 if row is None else row, n_steps)
         if not isinstance(answer_rep, Tensor) or answer_rep.shape != (x.shape[-1],):
             shape = tuple(answer_rep.shape) if isinstance(answer_rep, Tensor) else answer_rep
             raise ValueError(f"answer_rep must have shape [{x.shape[-1]}], got {shape}")

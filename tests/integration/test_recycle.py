@@ -193,10 +193,19 @@ def test_validation_errors(setup):
     with pytest.raises(ValueError, match="out of range"):
         with RepresentationRecycling(1, [hosts.d_vocab(model)]).attach(model):
             pass
+    with pytest.raises(ValueError, match="stop_token_ids must be non-negative"):
+        RepresentationRecycling(1, [3], stop_token_ids=[-2])
+    with pytest.raises(ValueError, match="out of range"):
+        with RepresentationRecycling(1, [3], stop_token_ids=[hosts.d_vocab(model)]).attach(model):
+            pass
+    with pytest.raises(ValueError, match="row must be >= 0"):
+        RepresentationRecycling(1, [3]).row_seed(-1)
     rr = RepresentationRecycling(1, [3])
-    with pytest.raises(ValueError, match="batch size 1"):
-        with rr.attach(model):
-            model(torch.tensor([[1, 2, 3], [4, 5, 6]]))
+    with rr.attach(model):  # batches are supported (tests/integration/test_batched.py)
+        model(torch.tensor([[1, 2, 3], [4, 5, 6]]))
+    assert len(rr.fired_rows) == 2 and sum(rr.fired_rows) == rr.fired
+    with pytest.raises(ValueError, match="batch of 2 rows"):
+        _ = rr.recycled_positions
 
 
 @pytest.mark.parametrize("host", ["hooked", "bridge"])

@@ -13,7 +13,8 @@ and raw TransformerLens hooks through ``fwd_hooks=``:
   never negative, and the answer phase always runs.
 * :func:`reference_ttts` (Qian et al. reference code): prompt = question + answer-so-far + " " +
   word, generate ``token_budget`` more tokens, then append ``" Final Answer within \\boxed{}:"`` and
-  generate ``answer_tokens`` tokens.
+  generate ``answer_tokens`` tokens. :func:`reference_ttts_batch` runs many of them at once (one
+  left-padded batch per phase); each result equals :func:`reference_ttts` on that row alone.
 
 The model only needs ``model.tokenizer`` (a HF tokenizer) and ``model.generate(tokens, *,
 max_new_tokens, do_sample, stop_at_eos, eos_token_id, verbose)`` as in TransformerLens (both
@@ -38,9 +39,10 @@ import torch
 
 from tl_thinktok._io import JsonIO
 from tl_thinktok._validate import check_int
+from tl_thinktok.generation import greedy_batch
 from tl_thinktok.interventions.base import Component, attach_all
 
-__all__ = ["TTTSResult", "budget_forcing", "reference_ttts"]
+__all__ = ["TTTSResult", "budget_forcing", "reference_ttts", "reference_ttts_batch"]
 
 
 @dataclass
@@ -294,25 +296,41 @@ def reference_ttts(
     """
     check_int("token_budget", token_budget, low=0)
     check_int("answer_tokens", answer_tokens, low=1)
-    if not isinstance(word, str) or not word.strip():
-        raise ValueError(f"word must be a non-empty string, got {word!r}")
     tok = _tokenizer(model)
     eos = int(tok.eos_token_id)
+    prompt = _reference_prompt(model, tok, question_text, answer_so_far, word, prepend_bos)
+    parts = _start_components(components)
+    new = _generate(model, prompt, token_budget, [eos], fwd_hooks, parts)
+    answer_ctx = prompt + _strip_end(new, eos) + _encode(tok, final_prompt)
+    answer = _generate(model, answer_ctx, answer_tokens, [eos], fwd_hooks, parts)
+    return _reference_result(tok, word, token_budget, new, answer_ctx, answer)
+
+
+def _reference_prompt(
+    model: Any, tok: Any, question: str, so_far: str, word: str, prepend_bos: bool | None
+) -> list[int]:
+    if not isinstance(word, str) or not word.strip():
+        raise ValueError(f"word must be a non-empty string, got {word!r}")
     if prepend_bos is None:
         prepend_bos = bool(getattr(getattr(model, "cfg", None), "default_prepend_bos", False))
     bos = getattr(tok, "bos_token_id", None)
     head = [int(bos)] if prepend_bos and bos is not None else []
-    prompt = head + _encode(tok, question_text + answer_so_far + " " + word)
-    parts = _start_components(components)
-    new = _generate(model, prompt, token_budget, [eos], fwd_hooks, parts)
+    return head + _encode(tok, question + so_far + " " + word)
+
+
+def _strip_end(new: list[int], eos: int) -> list[int]:
+    return new[:-1] if new and new[-1] == eos else new
+
+
+def _reference_result(
+    tok: Any, word: str, token_budget: int, new: list[int], answer_ctx: list[int], answer: list[int]
+) -> TTTSResult:
+    eos = int(tok.eos_token_id)
     ended = bool(new) and new[-1] == eos
-    thinking = new[:-1] if ended else new
-    answer_ctx = prompt + thinking + _encode(tok, final_prompt)
-    answer = _generate(model, answer_ctx, answer_tokens, [eos], fwd_hooks, parts)
-    answer_clean = answer[:-1] if answer and answer[-1] == eos else answer
+    answer_clean = _strip_end(answer, eos)
     return TTTSResult(
         text=tok.decode(answer_ctx + answer_clean),
-        thinking_text=tok.decode(_encode(tok, " " + word) + thinking),
+        thinking_text=tok.decode(_encode(tok, " " + word) + _strip_end(new, eos)),
         answer_text=tok.decode(answer_clean),
         thinking_tokens_used=len(new),
         words_appended=1,
@@ -321,3 +339,94 @@ def reference_ttts(
         style="reference",
         answer_tokens_used=len(answer),
     )
+
+
+def _generate_batch(
+    model: Any,
+    prompts: list[list[int]],
+    max_new: int,
+    fwd_hooks: Sequence[tuple[str, Callable]],
+    components: tuple[Component, ...],
+) -> list[list[int]]:
+    """Greedy left-padded batch from ``prompts`` (stops per row at EOS, EOS kept)."""
+    if max_new <= 0:
+        return [[] for _ in prompts]
+    parts = attach_all(model, *components, reset=False) if components else nullcontext()
+    with parts:
+        return greedy_batch(model, prompts, max_new, fwd_hooks=fwd_hooks, stop_at_eos=True)
+
+
+def reference_ttts_batch(
+    model: Any,
+    question_texts: Sequence[str],
+    answers_so_far: Sequence[str],
+    *,
+    words: str | Sequence[str],
+    token_budget: int,
+    final_prompt: str = " Final Answer within \\boxed{}:",
+    answer_tokens: int = 16,
+    fwd_hooks: Sequence[tuple[str, Callable]] = (),
+    prepend_bos: bool | None = None,
+    components: Sequence[Component] = (),
+) -> list[TTTSResult]:
+    """:func:`reference_ttts` for many problems at once: one left-padded batch per phase.
+
+    Result ``i`` equals ``reference_ttts`` on row ``i`` alone (tested on both hosts with a ban and
+    Representation Recycling attached). Per-row state follows the rows: a
+    :class:`~tl_thinktok.interventions.recycle.RepresentationRecycling` draws row ``i``'s coins
+    from ``row_seed(i)`` in both phases, so row ``i`` equals the single run with
+    ``seed=rr.row_seed(i)``; give it ``stop_token_ids=[eos]`` so that a row that ends early draws
+    no coins after its EOS (as the single run, which stops there).
+
+    Args:
+        model: TransformerLens model with a tokenizer.
+        question_texts: the problem prompts.
+        answers_so_far: the base generations so far (one per question).
+        words: the thinking word, or one word per question.
+        token_budget: extra tokens after the word (as :func:`reference_ttts`).
+        final_prompt: appended before the answer is generated.
+        answer_tokens: tokens generated for each answer (>= 1).
+        fwd_hooks: TransformerLens hooks active during both generation calls.
+        prepend_bos: prepend BOS (None: ``model.cfg.default_prepend_bos``).
+        components: tl-thinktok components, reset once, attached around both batched calls.
+
+    Returns:
+        One :class:`TTTSResult` per question, in order.
+
+    Raises:
+        ValueError: lists of different lengths, an empty word, bad budgets.
+
+    Example:
+        >>> rs = reference_ttts_batch(model, ["Q: 2+3?", "Q: 4+4?"], [" 2+3", " 4+4"],
+        ...                           words="Wait", token_budget=32)    # doctest: +SKIP
+        >>> len(rs)                                                     # doctest: +SKIP
+        2
+    """
+    check_int("token_budget", token_budget, low=0)
+    check_int("answer_tokens", answer_tokens, low=1)
+    qs, sofar = list(question_texts), list(answers_so_far)
+    ws = [words] * len(qs) if isinstance(words, str) else list(words)
+    if not len(qs) == len(sofar) == len(ws):
+        raise ValueError(
+            f"got {len(qs)} questions, {len(sofar)} answers_so_far and {len(ws)} words; "
+            "give one of each per problem"
+        )
+    if not qs:
+        return []
+    tok = _tokenizer(model)
+    prompts = [
+        _reference_prompt(model, tok, q, a, w, prepend_bos)
+        for q, a, w in zip(qs, sofar, ws, strict=True)
+    ]
+    parts = _start_components(components)
+    eos = int(tok.eos_token_id)
+    news = _generate_batch(model, prompts, token_budget, fwd_hooks, parts)
+    ctxs = [
+        p + _strip_end(n, eos) + _encode(tok, final_prompt)
+        for p, n in zip(prompts, news, strict=True)
+    ]
+    answers = _generate_batch(model, ctxs, answer_tokens, fwd_hooks, parts)
+    return [
+        _reference_result(tok, w, token_budget, n, c, a)
+        for w, n, c, a in zip(ws, news, ctxs, answers, strict=True)
+    ]
