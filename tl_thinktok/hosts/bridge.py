@@ -1,4 +1,4 @@
-"""``BridgeAdapter``: TransformerLens 3.9's ``TransformerBridge`` (a wrapped HF model).
+"""``BridgeAdapter``: TransformerLens' ``TransformerBridge`` (a wrapped HF model; TL 3.9 and 4.x).
 
 Hook names ``blocks.{i}.hook_in`` / ``blocks.{i}.hook_out``; blocks are HF decoder layers called
 with HF keyword arguments and an HF ``DynamicCache`` (``cache=`` in transformers 5.x,
@@ -118,8 +118,11 @@ class BridgeAdapter(HostAdapter):
     def fix_kv_cache(self) -> int:
         """Forward transformers 5.x's ``cache=`` kwarg as ``past_key_values=`` to attention.
 
-        TL 3.9's attention bridges only read ``past_key_values`` / ``layer_past``, so with the KV
-        cache on every decoding step would attend to itself alone. Installs a plain torch
+        The attention bridges of TL 3.9 and TL 4.3 (``AttentionBridge._update_kv_cache``) only read
+        ``past_key_values`` / ``layer_past``, while transformers 5's decoder layers pass the cache
+        as ``cache=``; so with the KV cache on, every decoding step would attend to itself alone
+        (checked on 4.3 + transformers 5.24; guarded by the cached-generation parity tests against
+        HF ``generate``). Installs a plain torch
         forward pre-hook per attention bridge (``reset_hooks()`` keeps it); idempotent.
         """
         patched = 0

@@ -1,7 +1,7 @@
 """Functional host API: one-line wrappers over :func:`~tl_thinktok.hosts.registry.adapter`.
 
 Kept so that ``hosts.resid_post_name(model, -1)`` and friends work as before; each call asks the
-model's adapter. Checked on TL 3.9 + transformers 5.24 (random Qwen2):
+model's adapter. Checked on TL 3.9 and TL 4.3 + transformers 5.24 (random Qwen2):
 
 * block output: ``blocks.{i}.hook_resid_post`` (hooked) / ``blocks.{i}.hook_out`` (bridge; the
   hooked name also works there as an alias, but inside a hook ``hook.name`` is always the bridge's
@@ -178,7 +178,7 @@ def hook_counts(model: Any) -> dict[str, int]:
 
 
 def fix_bridge_kv_cache(model: Any) -> int:
-    """Make a TransformerBridge's attention see HF's KV cache (TL 3.9 + transformers >= 5.x).
+    """Make a TransformerBridge's attention see HF's KV cache (TL 3.9 / 4.3 + transformers 5.x).
 
     A no-op (0) on hosts without the problem. ``load_model`` applies it; call it for bridges
     booted by hand. Idempotent.

@@ -1,4 +1,4 @@
-"""``HookedAdapter``: ``HookedTransformer`` (and sae-lens's ``HookedSAETransformer``).
+"""``HookedAdapter``: ``HookedTransformer`` (and sae-lens's ``HookedSAETransformer``), TL 3.x only.
 
 Hook names ``blocks.{i}.hook_resid_pre`` / ``blocks.{i}.hook_resid_post``; each block receives its
 own ``past_kv_cache_entry`` (``past_keys`` / ``past_values``: ``[batch, pos, heads, d_head]``);
@@ -18,12 +18,14 @@ import torch
 from torch import Tensor
 
 from tl_thinktok.hosts.base import HostAdapter
+from tl_thinktok.hosts.versions import supported_hosts
 
 __all__ = ["HookedAdapter"]
 
 
 def _tl_norm(module: torch.nn.Module, x: Tensor) -> Tensor:
     """Apply a TransformerLens norm module's maths from its weights (no HookPoint fires)."""
+    # TL 3.x only (the module is gone in 4.x): imported on the hooked path, never at import time
     from transformer_lens.components import LayerNorm, LayerNormPre, RMSNorm, RMSNormPre
 
     dtype = x.dtype
@@ -56,10 +58,12 @@ class HookedAdapter(HostAdapter):
 
     @classmethod
     def matches(cls, model: Any) -> bool:
-        """True for a ``HookedTransformer`` (or a subclass such as sae-lens's)."""
+        """True for a ``HookedTransformer`` (or a subclass such as sae-lens's); False on TL 4."""
+        if "hooked" not in supported_hosts():  # TL 4.x: no HookedTransformer to import
+            return False
         try:
             from transformer_lens import HookedTransformer
-        except ImportError:  # pragma: no cover - TL 4.x removed it
+        except ImportError:  # pragma: no cover - guarded by the version check above
             return False
         return isinstance(model, HookedTransformer)
 

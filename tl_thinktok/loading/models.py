@@ -3,9 +3,13 @@
 ``load_model`` resolves, in order: a bundled name (``"stories260k"``, ``"organism"``,
 ``"organism-base"``), a local HF checkpoint directory (Qwen2 / Qwen3 / Llama), a llama2.c checkpoint
 file (or a directory holding one plus ``tokenizer.bin``), an official TransformerLens model name,
-and finally a HuggingFace hub id. Local loads never touch the network: the HookedTransformer config
-is built from the HF ``config.json`` here and the weights are converted with TransformerLens' own
-``convert_*_weights`` with all weight processing off (raw HF numerics).
+and finally a HuggingFace hub id. Every path first builds the HF model in memory (offline for local
+files), then puts it on the host with all weight processing off (raw HF numerics):
+
+* ``host="hooked"`` (TransformerLens 3.x only; the default there): the HookedTransformer config is
+  built from the HF ``config.json`` here and the weights converted with TL's ``convert_*_weights``;
+* ``host="bridge"`` (TL 3.x and 4.x; the default on 4.x, which removed ``HookedTransformer``):
+  ``TransformerBridge.boot_transformers(name, hf_model=..., tokenizer=...)``.
 
 Example:
     >>> from tl_thinktok.loading import load_model
@@ -29,7 +33,13 @@ from typing import Any
 import torch
 
 from tl_thinktok._io import JsonIO
-from tl_thinktok.hosts import fix_bridge_kv_cache
+from tl_thinktok._validate import check_int
+from tl_thinktok.hosts import (
+    ALL_HOSTS,
+    check_host_available,
+    default_host,
+    fix_bridge_kv_cache,
+)
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
@@ -48,7 +58,9 @@ __all__ = [
 
 SUPPORTED_ARCHITECTURES = ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM")
 BUNDLED_NAMES = ("stories260k", "organism", "organism-base")
-HOSTS = ("hooked", "bridge")
+#: Every host ``load_model`` knows (which of them the installed TransformerLens offers:
+#: :func:`tl_thinktok.hosts.supported_hosts`).
+HOSTS = ALL_HOSTS
 _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -224,6 +236,7 @@ def hf_config_to_tl_config(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device | None = None,
     default_prepend_bos: bool = False,
+    n_devices: int = 1,
 ) -> Any:
     """Build a ``HookedTransformerConfig`` from an HF Qwen2 / Qwen3 / Llama config (no hub access).
 
@@ -232,12 +245,14 @@ def hf_config_to_tl_config(
         dtype: parameter dtype.
         device: target device (None: TransformerLens' default).
         default_prepend_bos: whether ``to_tokens`` prepends BOS by default (match the tokenizer).
+        n_devices: GPUs to split the blocks over (HookedTransformer's own ``n_devices``).
 
     Returns:
         The ``HookedTransformerConfig``.
 
     Raises:
         ValueError: unsupported architecture or feature (biases on Llama, RoPE scaling kind).
+        HostUnavailableError: TransformerLens 4.x is installed (no ``HookedTransformerConfig``).
 
     Example:
         >>> from transformers import Qwen2Config
@@ -247,6 +262,7 @@ def hf_config_to_tl_config(
         >>> hf_config_to_tl_config(c).n_key_value_heads
         2
     """
+    check_host_available("hooked")  # TL 4.x: a clear error instead of TL's ImportError
     from transformer_lens import HookedTransformerConfig
 
     arch = _architecture(hf_config)
@@ -287,6 +303,7 @@ def hf_config_to_tl_config(
         "tokenizer_prepends_bos": default_prepend_bos,
         "initializer_range": getattr(hf_config, "initializer_range", 0.02),
         "dtype": dtype,
+        "n_devices": n_devices,
     }
     if arch == "Qwen3ForCausalLM":
         cfg_dict["use_qk_norm"] = True
@@ -344,12 +361,19 @@ def tokenizer_adds_bos(tokenizer: Any) -> bool:
     return len(ids) > 0 and ids[0] == bos
 
 
-def _build_hooked(hf_model: Any, tokenizer: Any, dtype: torch.dtype, device: Any) -> Any:
+def _build_hooked(
+    hf_model: Any, tokenizer: Any, dtype: torch.dtype, device: Any, n_devices: int = 1
+) -> Any:
+    check_host_available("hooked")
     from transformer_lens import HookedTransformer
 
     prepend = tokenizer_adds_bos(tokenizer)
     cfg = hf_config_to_tl_config(
-        hf_model.config, dtype=dtype, device=device, default_prepend_bos=prepend
+        hf_model.config,
+        dtype=dtype,
+        device=device,
+        default_prepend_bos=prepend,
+        n_devices=n_devices,
     )
     with warnings.catch_warnings():
         # TL 3.9 marks HookedTransformer deprecated (removed in TL 4); it is a supported host here.
@@ -363,12 +387,19 @@ def _build_hooked(hf_model: Any, tokenizer: Any, dtype: torch.dtype, device: Any
     )
     model.cfg.default_prepend_bos = prepend
     keep_tokenizer_class(model, tokenizer)
-    if device is not None:
+    if n_devices > 1:  # pragma: no cover - needs several GPUs
+        model.move_model_modules_to_device()
+    elif device is not None:
         model = model.to(device, print_details=False)
     return model.eval()
 
 
 def _build_bridge(hf_model: Any, tokenizer: Any, name: str, dtype: torch.dtype, device: Any) -> Any:
+    """Boot a bridge around an in-memory HF model (TL 3.9 and 4.x share this boot API).
+
+    ``device=None``: the model was dispatched by ``from_pretrained(device_map=...)``; the bridge
+    reads its devices from the model (boot refuses ``device_map`` together with ``hf_model``).
+    """
     from transformer_lens.model_bridge import TransformerBridge
 
     prepend = tokenizer_adds_bos(tokenizer)
@@ -451,7 +482,9 @@ def _load_tokenizer(tokenizer: Any, default_dir: Path | None) -> Any:
     raise FileNotFoundError(f"tokenizer path does not exist: {src}")
 
 
-def _load_hf_dir(path: Path, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+def _load_hf_dir(
+    path: Path, tokenizer: Any, dtype: torch.dtype, hf_kwargs: dict[str, Any]
+) -> tuple[Any, Any]:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
@@ -460,7 +493,7 @@ def _load_hf_dir(path: Path, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, A
         raise FileNotFoundError(f"no weights in {path}: expected one of {', '.join(_WEIGHT_FILES)}")
     tok = _load_tokenizer(tokenizer, path)
     hf_model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=dtype, local_files_only=True, attn_implementation="eager"
+        str(path), dtype=dtype, local_files_only=True, attn_implementation="eager", **hf_kwargs
     )
     return hf_model.eval(), tok
 
@@ -472,9 +505,16 @@ def _find_llama2c_checkpoint(path: Path) -> Path | None:
     return bins[0] if len(bins) == 1 else None
 
 
-def _load_llama2c(ckpt: Path, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+def _load_llama2c(
+    ckpt: Path, tokenizer: Any, dtype: torch.dtype, hf_kwargs: dict[str, Any]
+) -> tuple[Any, Any]:
     from tl_thinktok.loading.llama2c import load_llama2c_hf_model
 
+    if hf_kwargs:
+        raise ValueError(
+            f"device_map / n_devices / max_memory need a HF checkpoint directory or hub id; the "
+            f"llama2.c checkpoint {ckpt} loads on one device (pass device= instead)"
+        )
     if tokenizer is None:
         tok_path = ckpt.parent / "tokenizer.bin"
         if not tok_path.is_file():
@@ -487,19 +527,21 @@ def _load_llama2c(ckpt: Path, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, 
     return load_llama2c_hf_model(ckpt, dtype=dtype), tok
 
 
-def _load_local(path: Path, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+def _load_local(
+    path: Path, tokenizer: Any, dtype: torch.dtype, hf_kwargs: dict[str, Any]
+) -> tuple[Any, Any]:
     if path.is_file():
         if path.suffix != ".bin":
             raise ValueError(
                 f"{path} is a file but not a llama2.c .bin checkpoint; pass a HF checkpoint "
                 "directory (config.json + model.safetensors + tokenizer files) or a .bin file"
             )
-        return _load_llama2c(path, tokenizer, dtype)
+        return _load_llama2c(path, tokenizer, dtype, hf_kwargs)
     if (path / "config.json").is_file():
-        return _load_hf_dir(path, tokenizer, dtype)
+        return _load_hf_dir(path, tokenizer, dtype, hf_kwargs)
     ckpt = _find_llama2c_checkpoint(path)
     if ckpt is not None:
-        return _load_llama2c(ckpt, tokenizer, dtype)
+        return _load_llama2c(ckpt, tokenizer, dtype, hf_kwargs)
     raise FileNotFoundError(
         f"{path} holds no model: expected config.json (HF checkpoint directory) or a llama2.c "
         "checkpoint_legacy.bin with tokenizer.bin"
@@ -507,11 +549,17 @@ def _load_local(path: Path, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, An
 
 
 def _official_tl_name(name: str) -> str | None:
+    """TransformerLens' official name for ``name`` (an alias such as ``"gpt2-small"``), or None."""
+    try:  # TL 4.x (and recent 3.x)
+        from transformer_lens.supported_models import get_official_model_name
+    except ImportError:
+        try:  # TL 3.x
+            from transformer_lens.loading_from_pretrained import get_official_model_name
+        except ImportError:  # pragma: no cover - neither layout
+            return None
     try:
-        from transformer_lens.loading_from_pretrained import get_official_model_name
-
         return get_official_model_name(name)
-    except Exception:
+    except Exception:  # an unknown name raises ValueError (4.x) / other errors (3.x)
         return None
 
 
@@ -524,19 +572,72 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def _validate_host(host: str) -> str:
-    if host not in HOSTS:
-        raise ValueError(f"unknown host {host!r}; expected one of {', '.join(HOSTS)}")
-    return host
+def _validate_host(host: str | None) -> str:
+    """``None`` → the default host of the installed TL; an unknown or unavailable host raises."""
+    return default_host() if host is None else check_host_available(host)
+
+
+def _placement(
+    host: str,
+    device: str | torch.device | None,
+    device_map: str | dict[str, Any] | None,
+    n_devices: int | None,
+    max_memory: dict[Any, Any] | None,
+) -> tuple[Any, dict[str, Any], int]:
+    """Resolve where the model goes: ``(device, HF from_pretrained kwargs, hooked n_devices)``.
+
+    Bridge: ``device_map`` / ``n_devices > 1`` / ``max_memory`` become HF ``from_pretrained``
+    kwargs (TransformerLens' own ``resolve_device_map``; ``max_memory`` alone means
+    ``device_map="auto"``) and ``device`` is None (the dispatched model keeps its placement).
+    Hooked (TL 3.x): ``n_devices`` is HookedTransformer's own block split; no ``device_map``.
+    """
+    if n_devices is not None:
+        n_devices = check_int("n_devices", n_devices, low=1)
+    if device_map is not None and not isinstance(device_map, (str, dict)):
+        raise TypeError(
+            f"device_map must be a str (e.g. 'auto') or a dict, got {type(device_map).__name__}"
+        )
+    if max_memory is not None and not isinstance(max_memory, dict):
+        raise TypeError(f"max_memory must be a dict, got {type(max_memory).__name__}")
+    if host == "hooked":
+        if device_map is not None or max_memory is not None:
+            raise ValueError(
+                "device_map / max_memory need host='bridge' (HF's dispatcher places the wrapped "
+                "model); HookedTransformer splits its blocks over GPUs with n_devices="
+            )
+        n = n_devices or 1
+        if n > 1 and torch.cuda.device_count() < n:
+            raise ValueError(
+                f"n_devices={n} needs {n} CUDA devices, found {torch.cuda.device_count()}"
+            )
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return device, {}, n
+    if device_map is None and max_memory is not None and (n_devices or 1) <= 1:
+        device_map = "auto"
+    if device_map is None and (n_devices or 1) <= 1:
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return device, {}, 1
+    from transformer_lens.utilities.multi_gpu import resolve_device_map
+
+    dm, mm = resolve_device_map(n_devices, device_map, device, max_memory)
+    kwargs: dict[str, Any] = {"device_map": dm}
+    if mm is not None:
+        kwargs["max_memory"] = mm
+    return None, kwargs, 1
 
 
 def load_model(
     name_or_path: str | Path,
     *,
-    host: str = "hooked",
+    host: str | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str = torch.float32,
     tokenizer: Any = None,
+    device_map: str | dict[str, Any] | None = None,
+    n_devices: int | None = None,
+    max_memory: dict[Any, Any] | None = None,
 ) -> Any:
     """Load a model into TransformerLens with a working tokenizer and raw (unprocessed) weights.
 
@@ -546,11 +647,22 @@ def load_model(
         name_or_path: ``"stories260k"``, ``"organism"``, ``"organism-base"``, a HF checkpoint dir
             (Qwen2ForCausalLM / Qwen3ForCausalLM / LlamaForCausalLM), a llama2.c ``.bin``, an
             official TransformerLens name, or a hub id (needs network).
-        host: ``"hooked"`` → ``HookedTransformer``; ``"bridge"`` → ``TransformerBridge``.
-        device: torch device (None: ``"cuda"`` if available, else ``"cpu"``).
+        host: ``"hooked"`` → ``HookedTransformer`` (TransformerLens 3.x only); ``"bridge"`` →
+            ``TransformerBridge`` (TL 3.x and 4.x). None: :func:`tl_thinktok.hosts.default_host`
+            (``"hooked"`` on TL 3.x, ``"bridge"`` on TL 4.x).
+        device: torch device (None: ``"cuda"`` if available, else ``"cpu"``; with ``device_map``
+            leave it None).
         dtype: parameter dtype (``torch.float32`` by default; names such as ``"bf16"`` accepted).
         tokenizer: a transformers tokenizer, a tokenizer directory, or a llama2.c
             ``tokenizer.bin`` path; default: the checkpoint's own.
+        device_map: bridge host, HF checkpoints and hub ids: HF's ``device_map`` (``"auto"``,
+            ``"balanced"``, a module → device dict) for models that need several GPUs; the HF
+            model is dispatched by ``from_pretrained`` and the bridge boots from it.
+        n_devices: split over this many GPUs (bridge: ``device_map="balanced"`` with a
+            ``max_memory`` per GPU, as TransformerLens' boot does; hooked: HookedTransformer's own
+            ``n_devices``).
+        max_memory: bridge: per-device budget for HF's dispatcher (alone it means
+            ``device_map="auto"``).
 
     Returns:
         The model, with ``model.tokenizer`` and ``model.thinktok_info`` (a :class:`LoadInfo`).
@@ -558,19 +670,20 @@ def load_model(
         (llama2.c: yes; Qwen: no).
 
     Raises:
-        ValueError: bad host / dtype, unsupported architecture, unknown name.
+        ValueError: bad host / dtype / placement, unsupported architecture, unknown name.
+        HostUnavailableError: ``host="hooked"`` with TransformerLens 4.x (use ``host="bridge"``
+            or install ``transformer-lens<4``).
         FileNotFoundError: missing checkpoint, weight or tokenizer files (named in the message).
 
     Example:
-        >>> model = load_model("stories260k", host="hooked")
+        >>> model = load_model("stories260k")          # hooked on TL 3.x, bridge on TL 4.x
         >>> model.to_tokens("Once upon a time")[0, :2].tolist()
         [1, 403]
     """
     host = _validate_host(host)
     torch_dtype = resolve_dtype(dtype)
     name = str(name_or_path)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device, hf_kwargs, n_split = _placement(host, device, device_map, n_devices, max_memory)
     path = _local_path(name)
     if path is not None and not path.exists():  # only a bundled name points to a missing dir
         if name.startswith("organism"):
@@ -586,14 +699,16 @@ def load_model(
         )
 
     if path is not None:
-        hf_model, tok = _load_local(path, tokenizer, torch_dtype)
-        return _finish(hf_model, tok, name, str(path), host, torch_dtype, device)
+        hf_model, tok = _load_local(path, tokenizer, torch_dtype, hf_kwargs)
+        return _finish(hf_model, tok, name, str(path), host, torch_dtype, device, n_split)
 
     official = _official_tl_name(name)
     if official is not None:
-        return _load_official(name, official, host, torch_dtype, device, tokenizer)
+        return _load_official(
+            name, official, host, torch_dtype, device, tokenizer, hf_kwargs, n_split
+        )
     if "/" in name:
-        return _load_hub(name, host, torch_dtype, device, tokenizer)
+        return _load_hub(name, host, torch_dtype, device, tokenizer, hf_kwargs, n_split)
     raise ValueError(
         f"unknown model {name!r}: not a bundled name ({', '.join(BUNDLED_NAMES)}), not an existing "
         "path, not an official TransformerLens name, and not a hub id of the form 'owner/name'"
@@ -608,20 +723,30 @@ def _finish(
     host: str,
     dtype: torch.dtype,
     device: Any,
+    n_devices: int = 1,
 ) -> Any:
     arch = _architecture(hf_model.config)
     if host == "hooked":
-        model = _build_hooked(hf_model, tok, dtype, device)
+        model = _build_hooked(hf_model, tok, dtype, device, n_devices)
     else:
-        hf_model = hf_model.to(device)
+        if device is not None:  # None: dispatched by from_pretrained(device_map=...)
+            hf_model = hf_model.to(device)
         model = _build_bridge(hf_model, tok, path or name, dtype, device)
     model.thinktok_info = LoadInfo(name, path, arch, host, _dtype_name(dtype))
     return model
 
 
 def _load_official(
-    name: str, official: str, host: str, dtype: torch.dtype, device: Any, tokenizer: Any
+    name: str,
+    official: str,
+    host: str,
+    dtype: torch.dtype,
+    device: Any,
+    tokenizer: Any,
+    hf_kwargs: dict[str, Any],
+    n_devices: int,
 ) -> Any:  # pragma: no cover - needs hub access
+    tok = None if tokenizer is None else _load_tokenizer(tokenizer, None)
     if host == "hooked":
         from transformer_lens import HookedTransformer
 
@@ -630,20 +755,31 @@ def _load_official(
             **NO_PROCESSING,
             dtype=dtype,
             device=device,
-            tokenizer=None if tokenizer is None else _load_tokenizer(tokenizer, None),
+            tokenizer=tok,
+            n_devices=n_devices,
         )
         arch = model.cfg.original_architecture or "unknown"
     else:
         from transformer_lens.model_bridge import TransformerBridge
 
-        model = TransformerBridge.boot_transformers(official, device=device, dtype=dtype)
+        # the bridge loads the HF model itself here, so it takes device_map / max_memory directly
+        model = TransformerBridge.boot_transformers(
+            official, device=device, dtype=dtype, tokenizer=tok, **hf_kwargs
+        )
+        fix_bridge_kv_cache(model)
         arch = (getattr(model.original_model.config, "architectures", None) or ["unknown"])[0]
     model.thinktok_info = LoadInfo(name, None, arch, host, _dtype_name(dtype))
     return model
 
 
 def _load_hub(
-    name: str, host: str, dtype: torch.dtype, device: Any, tokenizer: Any
+    name: str,
+    host: str,
+    dtype: torch.dtype,
+    device: Any,
+    tokenizer: Any,
+    hf_kwargs: dict[str, Any],
+    n_devices: int,
 ) -> Any:  # pragma: no cover - needs hub access
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -660,5 +796,7 @@ def _load_hub(
         if tokenizer is None
         else _load_tokenizer(tokenizer, None)
     )
-    hf_model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, attn_implementation="eager")
-    return _finish(hf_model.eval(), tok, name, None, host, dtype, device)
+    hf_model = AutoModelForCausalLM.from_pretrained(
+        name, dtype=dtype, attn_implementation="eager", **hf_kwargs
+    )
+    return _finish(hf_model.eval(), tok, name, None, host, dtype, device, n_devices)
