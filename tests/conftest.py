@@ -1,5 +1,10 @@
 """Shared fixtures: random-weight HF checkpoints in temp dirs (local stand-ins for real models),
-and the hypothesis profiles.
+sae-lens (optional), and the hypothesis profiles.
+
+sae-lens lives in the ``[sae]`` extra (it requires TransformerLens < 4): tests that need it take the
+``sae_lens`` fixture, which skips them with the reason when it is not installed, and fails them
+instead when ``THINKTOK_REQUIRE_SAE=1`` (set by ``.ci/run`` on the TransformerLens 3 leg, so the
+SAE tests cannot silently stop running there).
 
 Hypothesis profiles: ``ci`` (the default) is derandomised — every run draws the same examples, so
 a test result depends only on the code — and prints the reproduction blob of a failure; ``dev``
@@ -24,6 +29,22 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Tiny models decode several times faster on one thread than on two contended ones (measured on the
 # 2-core CI machine: 0.9 s vs 5.5 s for 40 tokens of stories260K).
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def sae_lens():
+    """The ``sae_lens`` module; skip without it (fail if ``THINKTOK_REQUIRE_SAE=1``)."""
+    try:
+        import sae_lens as module
+    except ImportError as err:
+        why = (
+            f"sae-lens is not importable ({err}); it is the [sae] extra "
+            "(pip install -e '.[dev,sae]'), which needs transformer-lens<4"
+        )
+        if os.environ.get("THINKTOK_REQUIRE_SAE") == "1":
+            pytest.fail(f"THINKTOK_REQUIRE_SAE=1 but {why}", pytrace=False)
+        pytest.skip(why)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="load a model and print its shape and provenance")
     info.add_argument("model", help="bundled name (stories260k, organism, ...), path, or hub id")
-    info.add_argument("--host", choices=["hooked", "bridge"], default="hooked")
+    info.add_argument(
+        "--host",
+        choices=["hooked", "bridge"],
+        default=None,
+        help="default: hooked on TransformerLens 3.x, bridge on 4.x",
+    )
     info.add_argument(
         "--dtype", default="float32", help="float32 (default), bfloat16, float16, ..."
     )

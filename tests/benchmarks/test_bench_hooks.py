@@ -38,7 +38,8 @@ def _timed(fn):
     return time.perf_counter() - t, out
 
 
-@pytest.mark.parametrize("host", ["hooked"])  # add "bridge" to compare (≈ 1 min more on 2 cores)
+# all hosts: supported_hosts() (≈ 1 min more on 2 cores)
+@pytest.mark.parametrize("host", [hosts.default_host()])
 def test_bench_residual_capture_2k(benchmark, random_model_dir, host):
     model = load_model(str(random_model_dir("qwen2")), host=host)
     n_new = 2000
@@ -69,7 +70,7 @@ def test_bench_residual_capture_2k(benchmark, random_model_dir, host):
     print("\nresidual capture", info)
 
 
-@pytest.mark.parametrize("host", ["hooked", "bridge"])
+@pytest.mark.parametrize("host", list(hosts.supported_hosts()))
 def test_bench_hooked_vs_plain_generate(benchmark, random_model_dir, host):
     path = random_model_dir("qwen2", n_layers=8, d_model=512, n_heads=8, n_kv_heads=4)
     model = load_model(str(path), host=host)

@@ -100,7 +100,7 @@ class _BlockTimer:
             h.remove()
 
 
-@pytest.mark.parametrize("host", ["hooked", "bridge"])
+@pytest.mark.parametrize("host", list(hosts.supported_hosts()))
 def test_rr_trigger_cost_vs_forward_step(model_dir, host, benchmark):
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -27,7 +27,7 @@ from tl_thinktok.probe import MIProbe
 LAYER = 2
 N_STEPS = 16
 TEXTS = ["So let me", "Once upon a time there was", "Hmm", "The quick brown fox jumps"]
-HOSTS = ["hooked", "bridge"]
+HOSTS = list(hosts.supported_hosts())  # hooked + bridge on TL 3.x, bridge on TL 4.x
 
 
 @pytest.fixture(scope="module")

@@ -163,8 +163,9 @@ def test_exception_leaves_no_hooks(model, where):
 
 
 @pytest.fixture(scope="module")
-def sae_model(qwen2_dir):
-    from sae_lens import HookedSAETransformer, StandardSAE, StandardSAEConfig
+def sae_model(qwen2_dir, sae_lens):
+    HookedSAETransformer, StandardSAE = sae_lens.HookedSAETransformer, sae_lens.StandardSAE
+    StandardSAEConfig = sae_lens.StandardSAEConfig
 
     base = load_model(str(qwen2_dir), host="hooked")
     m = HookedSAETransformer(base.cfg, tokenizer=base.tokenizer)

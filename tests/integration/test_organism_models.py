@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tl_thinktok import organism
+from tl_thinktok.hosts import supported_hosts
 from tl_thinktok.organism import train as ot
 
 MODELS = Path(organism.__file__).resolve().parent.parent / "assets" / "models"
@@ -82,7 +83,7 @@ def _tl_greedy(model, ids: list[int], n_new: int, eos: int) -> list[int]:
     return out[len(ids) :]
 
 
-@pytest.mark.parametrize("host", ["hooked", "bridge"])
+@pytest.mark.parametrize("host", list(supported_hosts()))
 def test_load_model_generates_like_hf(host, hf_pair):
     from tl_thinktok.loading import load_model
 

@@ -11,12 +11,13 @@ import copy
 import pytest
 import torch
 
+from tl_thinktok.hosts import supported_hosts
 from tl_thinktok.loading import load_model
 
 PROMPTS = ["Once upon a time there was", "So, let me compute 3 + 4 step by step."]
 N_NEW = 32
 ARCHS = ["qwen2", "llama", "qwen3"]
-HOSTS = ["hooked", "bridge"]
+HOSTS = list(supported_hosts())  # hooked + bridge on TL 3.x, bridge on TL 4.x
 
 
 @pytest.fixture(scope="module")

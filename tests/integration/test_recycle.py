@@ -72,7 +72,7 @@ def setup(random_model_dir):
     # trigger set = tokens the random model really emits (so recycling fires)
     trig = [t for t, _ in collections.Counter(gen).most_common(3)]
     ref, ref_fired = _hf_recycle(hf, ids, LAYER, set(trig), N_STEPS)
-    models = {h: load_model(path, host=h) for h in ("hooked", "bridge")}
+    models = {h: load_model(path, host=h) for h in hosts.supported_hosts()}
     return dict(hf=hf, ids=ids, plain=plain, trig=trig, ref=ref, ref_fired=ref_fired, m=models)
 
 
@@ -84,7 +84,7 @@ def _gen(model, ids, rr=None, cache=True, n=N_STEPS):
         return model.generate(ids, use_past_kv_cache=cache, **kw)
 
 
-@pytest.mark.parametrize("host", ["hooked", "bridge"])
+@pytest.mark.parametrize("host", list(hosts.supported_hosts()))
 def test_candidate_matches_hf_two_pass_reference(setup, host):
     s = setup
     assert s["ref_fired"] > 0
@@ -100,7 +100,7 @@ def test_candidate_matches_hf_two_pass_reference(setup, host):
     assert torch.equal(outs[True], outs[False])  # cached == uncached
 
 
-@pytest.mark.parametrize("host", ["hooked", "bridge"])
+@pytest.mark.parametrize("host", list(hosts.supported_hosts()))
 def test_seeded_coin_flip_matches_reference_and_is_deterministic(setup, host):
     s = setup
     ref, ref_fired = _hf_recycle(s["hf"], s["ids"], LAYER, set(s["trig"]), N_STEPS, 0.5, seed=3)
@@ -114,7 +114,7 @@ def test_seeded_coin_flip_matches_reference_and_is_deterministic(setup, host):
     assert torch.equal(out1, out2) and rr.fired == fired1
 
 
-@pytest.mark.parametrize("host", ["hooked", "bridge"])
+@pytest.mark.parametrize("host", list(hosts.supported_hosts()))
 def test_trigger_that_never_fires_is_plain_greedy(setup, host):
     s = setup
     never = [t for t in range(300) if t not in s["ref"][0].tolist()][:2]
@@ -157,7 +157,7 @@ def _hf_input_mode(hf, ids, layer, trig, n_steps, n_recycles):
     return seq
 
 
-@pytest.mark.parametrize("host", ["hooked", "bridge"])
+@pytest.mark.parametrize("host", list(hosts.supported_hosts()))
 def test_input_mode_matches_hf_reference_cached_and_uncached(setup, host):
     s = setup
     trig = set(s["trig"])
@@ -174,7 +174,7 @@ def test_input_mode_matches_hf_reference_cached_and_uncached(setup, host):
 
 
 def test_validation_errors(setup):
-    model = setup["m"]["hooked"]
+    model = setup["m"][hosts.default_host()]
     with pytest.raises(ValueError, match="empty"):
         RepresentationRecycling(1, [])
     with pytest.raises(ValueError, match=r"p must be <= 1"):
@@ -208,7 +208,7 @@ def test_validation_errors(setup):
         _ = rr.recycled_positions
 
 
-@pytest.mark.parametrize("host", ["hooked", "bridge"])
+@pytest.mark.parametrize("host", list(hosts.supported_hosts()))
 def test_hooks_removed_on_exit_and_on_error(setup, host):
     model = setup["m"][host]
     before = hosts.hook_counts(model)
@@ -240,5 +240,5 @@ def test_any_layer_p_and_seed_match_reference_cached_and_uncached(setup, layer, 
     ref, ref_fired = _hf_recycle(s["hf"], s["ids"], layer % 4, set(trig), 12, p, seed)
     for cache in (True, False):
         rr = RepresentationRecycling(layer, trig, p=p, seed=seed)
-        out = _gen(s["m"]["hooked"], s["ids"], rr, cache=cache, n=12)
+        out = _gen(s["m"][hosts.default_host()], s["ids"], rr, cache=cache, n=12)
         assert out.tolist() == ref.tolist() and rr.fired == ref_fired, (cache, rr)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from tl_thinktok.hosts import supported_hosts
 from tl_thinktok.reproduce.cli import reproduce_main
 from tl_thinktok.reproduce.outputs import Summary, check_outputs
 from tl_thinktok.reproduce.registry import EXPERIMENTS
@@ -179,7 +180,7 @@ def test_config_change_uses_new_run_dir_and_rundir_refuses(tmp_path, qwen2_dir):
         RunDir.open(dirs[0], {**cfg, "max_new_tokens": 99})
 
 
-@pytest.mark.parametrize("host", ["hooked", "bridge"])
+@pytest.mark.parametrize("host", list(supported_hosts()))
 def test_greedy_batch_matches_hf_generate(qwen2_dir, host):
     from transformers import AutoModelForCausalLM
 

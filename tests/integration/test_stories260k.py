@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from tl_thinktok.hosts import supported_hosts
 from tl_thinktok.loading import bundled_model_dir, load_model
 
 DATA = Path(__file__).parent / "data"
@@ -22,7 +23,7 @@ PROMPT = "Once upon a time"
 STEPS = 120  # run.c -n 120: the sequence after BOS holds 120 tokens, prompt included
 
 
-@pytest.fixture(scope="module", params=["hooked", "bridge"])
+@pytest.fixture(scope="module", params=list(supported_hosts()))
 def model(request):
     return load_model("stories260k", host=request.param)
 

@@ -15,7 +15,7 @@ PROMPT = "User: What is 12 times 3?\nAssistant: <think>"
 
 @pytest.fixture(scope="module")
 def model(qwen2_dir):
-    return load_model(qwen2_dir, host="hooked")
+    return load_model(qwen2_dir)  # the default host of the installed TransformerLens
 
 
 def _ids(model, text):

@@ -10,6 +10,7 @@ import types
 import pytest
 
 from tl_thinktok.cli import main
+from tl_thinktok.hosts import default_host
 from tl_thinktok.reproduce.cli import reproduce_main, script_main
 
 
@@ -23,7 +24,7 @@ def test_info_prints_model_shape(capsys):
     assert lines["n_heads"] == "8"
     assert lines["n_key_value_heads"] == "4"
     assert lines["d_vocab"] == "512"
-    assert lines["host"] == "hooked"
+    assert lines["host"] == default_host()
     assert lines["dtype"] == "float32"
     assert "fold_ln=False" in lines["processing"]
     assert lines["path"].endswith("stories260k")

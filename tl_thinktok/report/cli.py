@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="prompt family; auto = the organism's own prompt for the organism, else the raw "
         "question (as the trace pass of `reproduce`)",
     )
-    p.add_argument("--host", choices=["hooked", "bridge"], default="hooked")
+    p.add_argument(
+        "--host",
+        choices=["hooked", "bridge"],
+        default=None,
+        help="default: hooked on TransformerLens 3.x, bridge on 4.x",
+    )
     p.add_argument("--dtype", default="float32")
     p.add_argument("--device", default=None, help="torch device (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the organism's problem set")

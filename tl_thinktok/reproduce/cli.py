@@ -68,7 +68,12 @@ def build_parser(prog: str = "tl-thinktok reproduce") -> argparse.ArgumentParser
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--out", default="figures", help="output folder")
     ap.add_argument("--run-dir", default="runs", help="resumable run directories")
-    ap.add_argument("--host", default="hooked", choices=["hooked", "bridge"])
+    ap.add_argument(
+        "--host",
+        default=None,
+        choices=["hooked", "bridge"],
+        help="default: hooked on TransformerLens 3.x, bridge on 4.x",
+    )
     ap.add_argument("--device", default=None, help="torch device, e.g. cuda")
     ap.add_argument("--layer", type=int, default=-1, help="block of h_t (default last)")
     ap.add_argument("--rr-layer", type=int, default=None, help="Representation Recycling layer")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_thinktok.datasets import model_family
+from tl_thinktok.hosts import default_host
 from tl_thinktok.loading import load_model
 from tl_thinktok.reproduce.traces import TraceSet, trace_pass
 
@@ -114,7 +115,8 @@ class ExpContext:
         quick: small sizes (CI smoke run).
         out: output folder of figures and data.
         run_dir: root of the resumable run directories.
-        host: ``"hooked"`` (HookedTransformer) or ``"bridge"`` (TransformerBridge).
+        host: ``"hooked"`` (HookedTransformer) or ``"bridge"`` (TransformerBridge); ``None`` =
+            the installed TransformerLens's default (hooked on 3.x, bridge on 4.x).
         device: torch device (``None`` = CPU).
         layer: block whose output is h_t (paper: last block, -1).
         rr_layer: Representation Recycling layer (``None`` = about 70% of depth).
@@ -131,7 +133,7 @@ class ExpContext:
     quick: bool = False
     out: Path = Path("figures")
     run_dir: Path = Path("runs")
-    host: str = "hooked"
+    host: str | None = None
     device: str | None = None
     layer: int = -1
     rr_layer: int | None = None
@@ -144,6 +146,7 @@ class ExpContext:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self.run_dir = Path(self.run_dir)
+        self.host = self.host or default_host()
         if self.host not in ("hooked", "bridge"):
             raise ValueError(f"host must be 'hooked' or 'bridge', got {self.host!r}")
         if isinstance(self.base_model, str) and self.base_model.lower() == "none":
