@@ -21,7 +21,7 @@ from tl_thinktok.reproduce.rundirs import open_run
 from tl_thinktok.runs import RunDir
 from tl_thinktok.vocab import ThinkingTokens, vocab_index
 
-__all__ = ["PAPER_TOP_WORDS", "RR_TRIGGER_WORDS", "accuracy_run", "eval_prompt_ids",
+__all__ = ["KIND_BUDGET", "PAPER_TOP_WORDS", "RR_TRIGGER_WORDS", "accuracy_run", "eval_prompt_ids",
            "generate_and_grade", "special_ids", "thinking_list"]  # fmt: skip
 
 #: Top words at peaks reported by the paper (R1-Distill-Llama-8B), most frequent first.
@@ -76,15 +76,24 @@ def eval_prompt_ids(ctx: ExpContext, model: Any, name: str, question: str) -> li
     return encode(model, prompt_for(ctx.family(name), question))
 
 
+#: Accuracy run kind → its generation budget (:meth:`ExpContext.budget`).
+KIND_BUDGET = {"suppression": "suppression", "recycling": "rr", "ttts": "ttts_base"}
+
+
 def accuracy_run(ctx: ExpContext, kind: str, extra: dict[str, Any]) -> RunDir:
-    """A resumable run directory for an accuracy experiment of ``ctx.model``."""
+    """A resumable run directory for an accuracy experiment of ``ctx.model``.
+
+    Its ``max_new_tokens`` is the budget of ``kind`` (:data:`KIND_BUDGET`; else the running
+    experiment's).
+    """
+    budget = KIND_BUDGET.get(kind)
     cfg = {
         "kind": kind,
         "model": ctx.model,
         "model_fingerprint": model_fingerprint(ctx.model),
         "seed": ctx.seed,
         "host": ctx.host,
-        "max_new_tokens": ctx.size("max_new_tokens"),
+        "max_new_tokens": ctx.budget(budget) if budget else ctx.size("max_new_tokens"),
         **extra,
     }
     return open_run(ctx.run_dir, ctx.model, kind, cfg)
@@ -96,8 +105,18 @@ def generate_and_grade(
     dataset: str,
     items: Sequence[Item],
     hooks: Sequence[tuple[str, Callable]] = (),
+    max_new_tokens: int | None = None,
 ) -> list[dict[str, Any]]:
     """Greedy answers (batched) for ``items`` with ``hooks`` attached, graded.
+
+    Args:
+        ctx: the context (batch size; budget of the running experiment by default).
+        model: the model.
+        dataset: dataset name (grading rule).
+        items: problems.
+        hooks: forward hooks attached during generation.
+        max_new_tokens: generation budget (``None`` = ``ctx.size("max_new_tokens")``, the
+            running experiment's budget).
 
     Returns:
         One ``{"id", "correct", "n_new"}`` dict per item.
@@ -105,8 +124,9 @@ def generate_and_grade(
     prompts = [eval_prompt_ids(ctx, model, ctx.model, it.question) for it in items]
     out: list[dict[str, Any]] = []
     bs = ctx.size("batch_size")
+    max_new = ctx.size("max_new_tokens") if max_new_tokens is None else max_new_tokens
     for s in range(0, len(items), bs):
-        gens = greedy_batch(model, prompts[s : s + bs], ctx.size("max_new_tokens"), fwd_hooks=hooks)
+        gens = greedy_batch(model, prompts[s : s + bs], max_new, fwd_hooks=hooks)
         for it, g in zip(items[s : s + bs], gens, strict=True):
             text = decode(model, g)
             out.append(

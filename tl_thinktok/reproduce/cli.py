@@ -83,7 +83,9 @@ def build_parser(prog: str = "tl-thinktok reproduce") -> argparse.ArgumentParser
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a size, e.g. --set n_traces=20 (JSON value)",
+        help="override a size, e.g. --set n_traces=20 or a budget: --set budget_rr=8000 "
+        "(JSON value; budgets: budget_traces, budget_suppression, budget_rr, "
+        "budget_ttts_base, budget_ttts_answer; max_new_tokens = all but the answer)",
     )
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
     ap.add_argument(
@@ -185,7 +187,11 @@ def run_one(ctx: ExpContext, name: str, mod: ModuleType | None = None) -> Summar
     mod = mod or load_experiment(name)
     ctx.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    summary: Summary = mod.run(ctx)
+    ctx.experiment = resolve(name)
+    try:
+        summary: Summary = mod.run(ctx)
+    finally:
+        ctx.experiment = None
     summary.seconds = round(time.perf_counter() - t0, 2)
     summary.save(ctx.out)
     write_readme(ctx.out, ctx)

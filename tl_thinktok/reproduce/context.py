@@ -3,15 +3,22 @@
 Every experiment gets one :class:`ExpContext`; it loads each model once and runs the trace pass
 once per model (:mod:`tl_thinktok.reproduce.traces`).
 
+Generation budgets are per experiment (:data:`BUDGETS`): the trace pass of Table 1 / figs 2–4,
+suppression (fig5), Representation Recycling (fig6, the paper's 16,000 greedy tokens), the TTTS
+base call (4,096) and its forced answer (fig7); :meth:`ExpContext.budget` reads them.
+
 Example:
     >>> ctx = ExpContext(model="organism", quick=True, out="/tmp/figs")
     >>> ctx.base_model, ctx.dataset, ctx.size("n_traces")
     ('organism-base', 'organism', 8)
+    >>> ctx.budget("rr"), ctx.budget("fig6"), ctx.budget("ttts_answer")
+    (320, 320, 8)
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +27,28 @@ from tl_thinktok.hosts import default_host
 from tl_thinktok.loading import load_model
 from tl_thinktok.reproduce.traces import TraceSet, trace_pass
 
-__all__ = ["ORGANISM_NAMES", "PAPER_BUDGETS", "SIZES", "ExpContext"]
+__all__ = ["BUDGETS", "EXPERIMENT_BUDGET", "ORGANISM_NAMES", "PAPER_BUDGETS", "SIZES", "ExpContext"]
 
 ORGANISM_NAMES = ("organism", "organism-base")
 
-#: Sizes per (model kind, mode). ``n_*`` = number of problems; budgets in generated tokens.
+#: Generation budgets (tokens) and the size key of each: traces (Table 1, figs 2-4, every
+#: trace-based experiment), suppression (fig5), Representation Recycling (fig6), the TTTS base
+#: call and its forced answer (fig7).
+BUDGETS: dict[str, str] = {
+    "traces": "budget_traces",
+    "suppression": "budget_suppression",
+    "rr": "budget_rr",
+    "ttts_base": "budget_ttts_base",
+    "ttts_answer": "budget_ttts_answer",
+}
+
+#: Experiment name → the budget its generations use (others: ``"traces"``).
+EXPERIMENT_BUDGET: dict[str, str] = {"fig5": "suppression", "fig6": "rr", "fig7": "ttts_base"}
+
+#: Sizes per (model kind, mode). ``n_*`` = number of problems; ``budget_*`` in generated tokens
+#: (:data:`BUDGETS`); ``max_new_tokens`` is the legacy single budget: ``--set max_new_tokens=N``
+#: still sets every budget but the TTTS answer, and ``size("max_new_tokens")`` inside an
+#: experiment is that experiment's budget (:meth:`ExpContext.budget`).
 SIZES: dict[tuple[str, str], dict[str, Any]] = {
     # organism sizes: the full run takes minutes on 2 CPU cores, --quick about a minute
     ("organism", "full"): dict(
@@ -41,6 +65,11 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
         n_ttts=15,
         ttts_words=["Wait"],
         n_bounds_steps=10,
+        budget_traces=320,
+        budget_suppression=320,
+        budget_rr=320,
+        budget_ttts_base=320,
+        budget_ttts_answer=8,
         batch_size=50,
     ),
     ("organism", "quick"): dict(
@@ -57,6 +86,11 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
         n_ttts=4,
         ttts_words=["Wait"],
         n_bounds_steps=4,
+        budget_traces=320,
+        budget_suppression=320,
+        budget_rr=320,
+        budget_ttts_base=320,
+        budget_ttts_answer=8,
         batch_size=8,
     ),
     # real models: paper sizes for traces (100 MATH problems, 512 tokens); small accuracy sets
@@ -74,6 +108,11 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
         n_ttts=30,
         ttts_words=["Wait", "So", "Hmm"],
         n_bounds_steps=8,
+        budget_traces=512,
+        budget_suppression=4096,
+        budget_rr=16000,
+        budget_ttts_base=4096,
+        budget_ttts_answer=16,
         batch_size=4,
     ),
     ("hf", "quick"): dict(
@@ -90,6 +129,11 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
         n_ttts=2,
         ttts_words=["Wait"],
         n_bounds_steps=3,
+        budget_traces=12,
+        budget_suppression=12,
+        budget_rr=12,
+        budget_ttts_base=12,
+        budget_ttts_answer=16,
         batch_size=4,
     ),
 }
@@ -123,6 +167,18 @@ class ExpContext:
         seed: global seed (dataset subsets, random controls).
         overrides: size overrides (``--set n_traces=20``).
         progress: show progress bars.
+        device_map: models too big for one GPU: HF ``device_map`` (``"auto"``, ``"balanced"``)
+            passed to :func:`~tl_thinktok.loading.load_model`.
+        n_devices: split each model over this many GPUs (passed to ``load_model``).
+        experiment: the experiment now running (set by ``reproduce``; picks the budget that
+            ``size("max_new_tokens")`` returns).
+        workers: Ray actors evaluating pending work items (0 = in this process).
+        ray_address: an existing Ray cluster (``None`` = a local one started on demand).
+        gpus_per_worker: GPUs reserved per Ray actor.
+        shard: ``(i, n)``: compute only shard ``i`` of ``n`` of every work list (job arrays).
+        executor: where pending work items are evaluated (``None`` = serially in this process;
+            set by ``reproduce`` from ``workers`` / ``shard``, see
+            :mod:`tl_thinktok.reproduce.distributed`).
     """
 
     model: str = "organism"
@@ -140,6 +196,14 @@ class ExpContext:
     seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    device_map: str | None = None
+    n_devices: int | None = None
+    experiment: str | None = None
+    workers: int = 0
+    ray_address: str | None = None
+    gpus_per_worker: float = 0.0
+    shard: tuple[int, int] | None = None
+    executor: Any = field(default=None, repr=False, compare=False)
     _models: dict[str, Any] = field(default_factory=dict, repr=False)
     _traces: dict[str, TraceSet] = field(default_factory=dict, repr=False)
 
@@ -178,10 +242,39 @@ class ExpContext:
         return "quick" if self.quick else "full"
 
     def size(self, key: str) -> Any:
-        """A size parameter (override, else the table entry for this model kind and mode)."""
+        """A size parameter (override, else the table entry for this model kind and mode).
+
+        ``"max_new_tokens"`` is the budget of the running experiment (:meth:`budget`).
+        """
+        if key == "max_new_tokens":
+            return self.budget(EXPERIMENT_BUDGET.get(self.experiment or "", "traces"))
         if key in self.overrides:
             return self.overrides[key]
         return SIZES[("organism" if self.is_organism else "hf", self.mode)][key]
+
+    def budget(self, name: str) -> int:
+        """Generation budget (tokens) of a budget name (:data:`BUDGETS`) or an experiment.
+
+        Order: ``--set budget_<name>=N``, else ``--set max_new_tokens=N`` (every budget but
+        ``ttts_answer``), else the size table.
+
+        Example:
+            >>> ExpContext(model="organism").budget("fig5")
+            320
+
+        Raises:
+            ValueError: neither a budget name nor an experiment.
+        """
+        if name not in BUDGETS:
+            from tl_thinktok.reproduce.registry import resolve
+
+            name = EXPERIMENT_BUDGET.get(resolve(name), "traces")
+        key = BUDGETS[name]
+        if key in self.overrides:
+            return int(self.overrides[key])
+        if "max_new_tokens" in self.overrides and name != "ttts_answer":
+            return int(self.overrides["max_new_tokens"])
+        return int(SIZES[("organism" if self.is_organism else "hf", self.mode)][key])
 
     def family(self, model_name: str) -> str:
         """Prompt family of a model (``"organism"``, ``"r1"`` or ``"reference"``)."""
@@ -190,7 +283,12 @@ class ExpContext:
     def load(self, name: str) -> Any:
         """Load (once) a model by bundled name, hub id or local HF dir."""
         if name not in self._models:
-            model = load_model(name, host=self.host, device=self.device)
+            kw: dict[str, Any] = {}
+            if self.device_map is not None:
+                kw["device_map"] = self.device_map
+            if self.n_devices is not None:
+                kw["n_devices"] = self.n_devices
+            model = load_model(name, host=self.host, device=self.device, **kw)
             if hasattr(model, "eval"):
                 model.eval()
             self._models[name] = model
@@ -208,7 +306,13 @@ class ExpContext:
 
     def config(self) -> dict[str, Any]:
         """JSON view of the context (saved next to results)."""
-        d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        skip = ("executor", "experiment")
+        d = {
+            f.name: copy.deepcopy(getattr(self, f.name))
+            for f in fields(self)
+            if not f.name.startswith("_") and f.name not in skip
+        }
+        d["shard"] = list(self.shard) if self.shard else None
         d["out"] = str(self.out)
         d["run_dir"] = str(self.run_dir)
         return d

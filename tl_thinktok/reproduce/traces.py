@@ -31,13 +31,13 @@ from tl_thinktok.mi import hsic_nocco
 from tl_thinktok.peaks import STAT_FIELDS, find_peaks, trace_stats
 from tl_thinktok.reproduce.rundirs import open_run, slug
 from tl_thinktok.runs import RunDir
-from tl_thinktok.trace import SIGMA, MITrace, load_residuals, strip_eos
+from tl_thinktok.trace import SIGMA, MITrace, load_residuals, trace_steps
 
 __all__ = ["TraceSet", "TraceSettings", "compute_mi", "peak_indices", "trace_pass",
            "trace_stats_dict"]  # fmt: skip
 
 #: Layout of a trace run directory; part of its config, so old layouts are never resumed.
-LAYOUT = "MITrace records + resid/<id>.safetensors"
+LAYOUT = "MITrace records + resid/<id>.safetensors; EOS step kept"
 
 
 class TraceSettings(Protocol):
@@ -50,6 +50,8 @@ class TraceSettings(Protocol):
     progress: bool
 
     def size(self, key: str) -> Any: ...  # noqa: D102
+
+    def budget(self, name: str) -> int: ...  # noqa: D102
 
     def load(self, name: str) -> Any: ...  # noqa: D102
 
@@ -125,7 +127,7 @@ def _trace_batch(
     gens = greedy_batch(model, prompts, max_new)
     out = []
     for item, ids, new in zip(items, prompts, gens, strict=True):
-        gen = strip_eos(model, new)
+        gen = trace_steps(model, new)  # the EOS step is kept, as the reference
         text = decode(model, gen)
         tr = MITrace.from_tokens(
             model,
@@ -155,7 +157,7 @@ def trace_pass(cfg: TraceSettings, name: str, dataset: str, n: int) -> TraceSet:
         dataset: dataset name.
         n: number of problems.
     """
-    max_new = cfg.size("max_new_tokens")
+    max_new = cfg.budget("traces")
     config = {
         "kind": "traces",
         "model": name,
