@@ -35,12 +35,12 @@ from torch import Tensor
 
 from tl_thinktok import generation
 from tl_thinktok._io import JsonIO, atomic_write_text, to_jsonable
-from tl_thinktok._validate import as_token_ids, check_float, check_int
+from tl_thinktok._validate import as_token_ids, check_bool, check_float, check_int
 from tl_thinktok.mi import hsic_nocco
 from tl_thinktok.peaks import TraceStats, find_peaks, trace_stats
 from tl_thinktok.probe import MIProbe, answer_representation, step_residuals
 
-__all__ = ["MITrace", "residual_file"]
+__all__ = ["MITrace", "residual_file", "strip_eos", "trace_steps"]
 
 #: Reference bandwidth of the paper's NOCCO estimator.
 SIGMA = 50.0
@@ -240,12 +240,14 @@ class MITrace(JsonIO):
         sigma: float = SIGMA,
         bos: bool | None = None,
         keep_residuals: bool = False,
+        drop_eos: bool = False,
         **meta: Any,
     ) -> MITrace:
         """Greedy generation from ``prompt``, then :meth:`from_tokens`.
 
-        EOS is not a step: a trailing EOS is dropped from the trace (a generation that is only
-        EOS keeps it, so that there is one step).
+        The step whose prediction is EOS is kept, as the reference code keeps it
+        (``drop_eos=True`` drops it; a generation that is only EOS keeps it, so that there is one
+        step).
 
         Args:
             model: HookedTransformer or TransformerBridge with a tokenizer.
@@ -256,6 +258,7 @@ class MITrace(JsonIO):
             sigma: estimator bandwidth.
             bos: BOS policy for a text prompt (``None`` = the model's default).
             keep_residuals: keep ``h_t`` / ``h_y`` on the trace.
+            drop_eos: drop the final EOS step (default ``False``: kept, as the reference).
             **meta: metadata fields (``id``, ``answer``, ``model``, ...).
 
         Raises:
@@ -267,7 +270,7 @@ class MITrace(JsonIO):
         ids = generation.encode(model, prompt, bos=bos) if isinstance(prompt, str) else prompt
         ids = as_token_ids(ids, name="prompt", allow_empty=False)
         new = generation.greedy(model, ids, max_new_tokens)
-        gen = strip_eos(model, new)
+        gen = trace_steps(model, new, drop_eos=check_bool("drop_eos", drop_eos))
         meta.setdefault("text", generation.decode(model, gen))
         return cls.from_tokens(
             model,
@@ -290,6 +293,7 @@ class MITrace(JsonIO):
         /,
         *,
         eos: int | None = None,
+        drop_eos: bool = False,
         sigma: float = SIGMA,
         keep_residuals: bool = False,
         **meta: Any,
@@ -301,7 +305,9 @@ class MITrace(JsonIO):
             answer_rep: ``h_y`` at the probe's layer.
             tokens: ``prompt + generated`` ids as returned by ``generate``.
             prompt_len: number of prompt ids.
-            eos: EOS id; a trailing EOS and its row are dropped, as in :meth:`from_model`.
+            eos: EOS id (needed by ``drop_eos``).
+            drop_eos: drop a trailing EOS and its row (default ``False``: the step whose
+                prediction is EOS is kept, as the reference and :meth:`from_model`).
             sigma: estimator bandwidth.
             keep_residuals: keep ``h_t`` / ``h_y`` on the trace.
             **meta: metadata fields.
@@ -320,7 +326,9 @@ class MITrace(JsonIO):
                 f"the probe recorded {resid.shape[0]} steps but tokens hold {n_gen} generated "
                 "tokens: attach the probe around exactly the generate call that made them"
             )
-        if eos is not None and n_gen > 1 and ids[-1] == eos:
+        if check_bool("drop_eos", drop_eos) and eos is None:
+            raise ValueError("drop_eos=True needs the EOS id (eos=...)")
+        if drop_eos and n_gen > 1 and ids[-1] == eos:
             ids, resid = ids[:-1], resid[:-1]
         if not isinstance(answer_rep, Tensor) or answer_rep.numel() != resid.shape[-1]:
             shape = tuple(answer_rep.shape) if isinstance(answer_rep, Tensor) else answer_rep
@@ -470,10 +478,31 @@ def load_residuals(path: str | Path) -> dict[str, Tensor]:
     return load_file(str(path))
 
 
-def strip_eos(model: Any, new: Sequence[int]) -> list[int]:
-    """Generated ids without EOS (one step is always kept: an EOS-only generation keeps it)."""
+def trace_steps(model: Any, new: Sequence[int], *, drop_eos: bool = False) -> list[int]:
+    """The generated ids that are steps of a trace.
+
+    Everything up to and including the first EOS: the step whose prediction is EOS is kept, as the
+    reference code keeps it; ``drop_eos=True`` drops it (one step is always kept: an EOS-only
+    generation keeps it).
+
+    Example:
+        >>> trace_steps(model, [5, 7, eos, eos])                  # doctest: +SKIP
+        [5, 7, eos]
+        >>> trace_steps(model, [5, 7, eos], drop_eos=True)        # doctest: +SKIP
+        [5, 7]
+    """
     eos = generation.eos_id(model)
-    gen = [t for t in new if t != eos] or list(new[:1])
+    new = [int(t) for t in new]
+    if eos is not None and eos in new:
+        new = new[: new.index(eos) + 1]
+    gen = new
+    if drop_eos:
+        gen = [t for t in new if t != eos] or new[:1]
     if not gen:  # nothing generated at all: one step, the EOS (or pad) prediction
         gen = [eos if eos is not None else generation.pad_id(model)]
     return gen
+
+
+def strip_eos(model: Any, new: Sequence[int]) -> list[int]:
+    """Generated ids without EOS (``trace_steps(..., drop_eos=True)``)."""
+    return trace_steps(model, new, drop_eos=True)

@@ -52,7 +52,7 @@ def test_from_model_against_the_library_pieces(organism, trace):
     ids = encode(organism, prompt_for("organism", QUESTION))
     new = greedy(organism, ids, 48)
     eos = organism.tokenizer.eos_token_id
-    gen = [t for t in new if t != eos]
+    gen = new[: new.index(eos) + 1] if eos in new else new  # the EOS step is kept (reference)
     assert trace.tokens == ids + gen and trace.prompt_len == len(ids)
     assert trace.n_steps == len(gen) == len(trace.mi) == len(trace.resid_norm) > 5
     h = step_residuals(organism, torch.tensor(ids + gen), len(ids), -1).float()

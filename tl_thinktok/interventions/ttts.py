@@ -11,9 +11,10 @@ and raw TransformerLens hooks through ``fwd_hooks=``:
   and continue; at ``max_thinking_tokens`` force the end marker and the answer prefix. The thinking
   segment (appended words included) never exceeds ``max_thinking_tokens``, the remaining budget is
   never negative, and the answer phase always runs.
-* :func:`reference_ttts` (Qian et al. reference code): prompt = question + answer-so-far + " " +
-  word, generate ``token_budget`` more tokens, then append ``" Final Answer within \\boxed{}:"`` and
-  generate ``answer_tokens`` tokens. :func:`reference_ttts_batch` runs many of them at once (one
+* :func:`reference_ttts` (Qian et al. reference code): prompt text
+  ``f"{question} {answer_so_far.strip()} {word}"``, tokenised as a whole; generate
+  ``token_budget`` more tokens, then append ``" Final Answer within \\boxed{}:"`` and generate
+  ``answer_tokens`` tokens. :func:`reference_ttts_batch` runs many of them at once (one
   left-padded batch per phase); each result equals :func:`reference_ttts` on that row alone.
 
 The model only needs ``model.tokenizer`` (a HF tokenizer) and ``model.generate(tokens, *,
@@ -269,7 +270,8 @@ def reference_ttts(
 ) -> TTTSResult:
     """The reference code's TTTS: continue after a thinking word, then ask for the final answer.
 
-    Prompt = ``question_text + answer_so_far + " " + word``; generate up to ``token_budget``
+    Prompt = the text ``f"{question_text} {answer_so_far.strip()} {word}"`` tokenised anew (as the
+    reference builds and re-tokenises it); generate up to ``token_budget``
     tokens (stopping at EOS); append ``final_prompt`` and generate ``answer_tokens`` tokens.
 
     Args:
@@ -315,7 +317,7 @@ def _reference_prompt(
         prepend_bos = bool(getattr(getattr(model, "cfg", None), "default_prepend_bos", False))
     bos = getattr(tok, "bos_token_id", None)
     head = [int(bos)] if prepend_bos and bos is not None else []
-    return head + _encode(tok, question + so_far + " " + word)
+    return head + _encode(tok, f"{question} {so_far.strip()} {word}")  # the reference's text
 
 
 def _strip_end(new: list[int], eos: int) -> list[int]:
