@@ -114,6 +114,15 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def _pct(p: float) -> str:
+    """A probability as a short percentage (``<0.1%`` below one in a thousand)."""
+    if not math.isfinite(p):
+        return "undefined"
+    if p >= 0.01:
+        return f"{100 * p:.0f}%"
+    return f"{100 * p:.1f}%" if p >= 0.001 else "<0.1%"
+
+
 def _mi_colour(v: float, lo: float, hi: float) -> str:
     """White at ``lo`` to blue at ``hi``; NaN (undefined) is grey."""
     if not math.isfinite(v):
@@ -182,7 +191,7 @@ def _peaks_table(readout: PeakReadout, gold: str | None) -> str:
             is_gold = gold_s is not None and t.strip() == gold_s
             hit = hit or is_gold
             cls = ' class="hit"' if is_gold else ""
-            tops.append(f"<span{cls}>{_esc(t)} {100 * p:.3g}%</span>")
+            tops.append(f"<span{cls}>{_esc(t)} {_pct(p)}</span>")
         rank = readout.rank[i]
         rows.append(
             f'<tr class="peakrow" data-step="{step}"><td class="num">{step}</td>'
