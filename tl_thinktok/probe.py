@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -33,7 +33,16 @@ from tl_thinktok._validate import check_int
 from tl_thinktok.interventions.base import Component
 from tl_thinktok.mi import estimate
 
-__all__ = ["step_residuals", "answer_representation", "MIProbe"]
+#: Steps of a trajectory estimated per call: at most this many bytes of float64 step states.
+_STREAM_BYTES = 64 * 2**20
+
+__all__ = [
+    "step_residuals",
+    "step_residuals_batch",
+    "answer_representation",
+    "last_residuals_batch",
+    "MIProbe",
+]
 
 
 def _as_1d_tokens(tokens: Any) -> Tensor:
@@ -108,6 +117,92 @@ def step_residuals(
     # the last token is never fed to predict anything: skip it
     resid = _residuals_at(model, tokens[:-1], layer)
     return resid[prompt_len - 1 :]
+
+
+def _padded_pass(model: Any, seqs: list[list[int]], layer: int) -> Tensor:
+    """One forward pass over right-padded ``seqs`` stopping after block ``layer`` → ``[b, w, d]``.
+
+    Right padding needs no attention mask: in a causal model position ``j`` only sees positions
+    ``<= j``, so every real position of a row is computed exactly as in the row's own pass (up
+    to the round-off of a different matmul shape) and the pad positions after it are ignored.
+    (Left padding would need a mask, and a fully masked pad row is NaN in float64 on some hosts.)
+    """
+    if not seqs or any(len(q) == 0 for q in seqs):
+        raise ValueError("give at least one non-empty token sequence")
+    i = hosts.check_layer(model, layer)
+    name = hosts.resid_post_name(model, i)
+    width = max(len(q) for q in seqs)
+    pad = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
+    pad = 0 if pad is None else int(pad)
+    dev = hosts.model_device(model)
+    toks = torch.tensor([list(q) + [pad] * (width - len(q)) for q in seqs], device=dev)
+    captured: list[Tensor] = []
+
+    def capture(x: Tensor, hook: Any) -> None:
+        captured.append(x.detach())
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(name, capture)]):
+        model(toks, stop_at_layer=i + 1)
+    if len(captured) != 1:
+        raise RuntimeError(f"expected one call of {name}, saw {len(captured)}")
+    return captured[0]
+
+
+def step_residuals_batch(
+    model: Any,
+    traces: Sequence[Sequence[int]],
+    prompt_lens: Sequence[int],
+    layer: int = -1,
+) -> list[Float[Tensor, "step d_model"]]:
+    """:func:`step_residuals` of several finished traces from ONE right-padded forward pass.
+
+    Row ``t`` of trace ``i`` equals ``step_residuals(model, traces[i], prompt_lens[i], layer)[t]``
+    up to the round-off of a different matmul shape (tested on both hosts).
+
+    Args:
+        model: HookedTransformer or TransformerBridge.
+        traces: per trace the ids ``prompt + generated``.
+        prompt_lens: per trace the number of prompt ids (``1 <= prompt_len < len(trace)``).
+        layer: decoder block (negative counts from the end).
+
+    Returns:
+        One ``[len(trace) - prompt_len, d_model]`` tensor per trace.
+
+    Example:
+        >>> hs = step_residuals_batch(model, [a + b, c + d], [len(a), len(c)])  # doctest: +SKIP
+    """
+    seqs = [_as_1d_tokens(t).tolist() for t in traces]
+    lens = [check_int("prompt_len", p) for p in prompt_lens]
+    if len(lens) != len(seqs):
+        raise ValueError(f"got {len(seqs)} traces but {len(lens)} prompt lengths")
+    for j, (q, p) in enumerate(zip(seqs, lens, strict=True)):
+        if not 1 <= p < len(q):
+            raise ValueError(
+                f"trace {j}: prompt_len={p} must satisfy 1 <= prompt_len < len(trace)={len(q)}"
+            )
+        hosts.check_token_ids(model, q)
+    # the last token of a trace is never fed to predict anything: skip it
+    h = _padded_pass(model, [q[:-1] for q in seqs], layer)
+    return [
+        h[j, p - 1 : len(q) - 1].clone() for j, (q, p) in enumerate(zip(seqs, lens, strict=True))
+    ]
+
+
+def last_residuals_batch(
+    model: Any, sequences: Sequence[Sequence[int]], layer: int = -1
+) -> Float[Tensor, "batch d_model"]:
+    """Block ``layer``'s output at the last token of each sequence (one right-padded pass).
+
+    The batched form of :func:`answer_representation` for already-encoded answer texts.
+
+    Example:
+        >>> ys = last_residuals_batch(model, [encode(model, a) for a in answers])  # doctest: +SKIP
+    """
+    seqs = [_as_1d_tokens(t).tolist() if len(t) else [] for t in sequences]
+    for q in seqs:
+        hosts.check_token_ids(model, q)
+    h = _padded_pass(model, seqs, layer)
+    return torch.stack([h[j, len(q) - 1] for j, q in enumerate(seqs)])
 
 
 def answer_representation(
@@ -230,6 +325,8 @@ class MIProbe(Component):
     def row_residuals(self, row: int, n_steps: int | None = None) -> Float[Tensor, "step d_model"]:
         """Recorded steps of batch element ``row``, the first ``n_steps`` of them (default: all).
 
+        Only this row is copied (not the whole batch).
+
         Args:
             row: batch index (``0 <= row < batch``).
             n_steps: that row's number of generated tokens (a row that stopped at EOS early).
@@ -237,16 +334,23 @@ class MIProbe(Component):
         Example:
             >>> h = probe.row_residuals(1, n_steps=len(new_tokens[1]))   # doctest: +SKIP
         """
-        rows = self.batch_residuals
+        self._flush()
+        if not self._rows:
+            raise ValueError("MIProbe has recorded nothing: run model.generate inside attach()")
+        b = self._rows[0].shape[0]
+        if any(r.shape[0] != b for r in self._rows):
+            sizes = sorted({r.shape[0] for r in self._rows})
+            raise ValueError(f"recorded calls have different batch sizes {sizes}")
         row = check_int("row", row, low=0)
-        if row >= rows.shape[0]:
-            raise ValueError(f"row {row} is out of range for a batch of {rows.shape[0]}")
-        if n_steps is None:
-            return rows[row]
-        n_steps = check_int("n_steps", n_steps, low=1)
-        if n_steps > rows.shape[1]:
-            raise ValueError(f"n_steps={n_steps} but the probe recorded {rows.shape[1]} steps")
-        return rows[row, :n_steps]
+        if row >= b:
+            raise ValueError(f"row {row} is out of range for a batch of {b}")
+        n = len(self._rows)
+        if n_steps is not None:
+            n_steps = check_int("n_steps", n_steps, low=1)
+            if n_steps > n:
+                raise ValueError(f"n_steps={n_steps} but the probe recorded {n} steps")
+            n = n_steps
+        return torch.stack([r[row] for r in self._rows[:n]])
 
     def trajectory(
         self,
@@ -267,6 +371,9 @@ class MIProbe(Component):
             n_steps: that row's generated length (``None``: every recorded step).
             **kwargs: forwarded to the estimator.
 
+        Long traces are estimated in chunks of steps (64 MiB of float64 states each), so the
+        float64 working copy never holds the whole trace.
+
         Returns:
             ``[step]`` float64 MI trajectory.
         """
@@ -277,4 +384,9 @@ class MIProbe(Component):
         if not isinstance(answer_rep, Tensor) or answer_rep.shape != (x.shape[-1],):
             shape = tuple(answer_rep.shape) if isinstance(answer_rep, Tensor) else answer_rep
             raise ValueError(f"answer_rep must have shape [{x.shape[-1]}], got {shape}")
-        return estimate(x, answer_rep.to(x.device), estimator, **kwargs)
+        y = answer_rep.to(x.device)
+        step = max(1, _STREAM_BYTES // (8 * x.shape[-1]))  # float64 copies made per chunk only
+        if x.shape[0] <= step or kwargs.get("return_info"):
+            return estimate(x, y, estimator, **kwargs)
+        return torch.cat([estimate(x[i : i + step], y, estimator, **kwargs)
+                          for i in range(0, x.shape[0], step)])  # fmt: skip

@@ -74,18 +74,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     machine["load_end"] = _load()
     mod = _summarize_module()
     tr = terminalreporter
-    tr.section("tl_thinktok estimator: per-step time and ratios (one run)")
+    tr.section("tl_thinktok benchmarks: times and ratios (one run)")
     tr.write_line(
         f"device={machine.get('device')} cpu={machine.get('cpu')} "
         f"torch_threads={machine.get('torch_threads')} env={machine.get('env_threads')} | "
         f"start {machine['load_start']} | "
         f"end {machine['load_end']}"
     )
-    tr.write_line(
-        "reference rows are timed on a few steps and scaled per step (see 'timed'); "
-        "'x ref' = reference per-step time / this row's per-step time"
-    )
-    tr.write_line(mod.format_table(rows))
+    if any("table" not in r for r in rows):
+        tr.write_line(
+            "estimator: reference rows are timed on a few steps and scaled per step (see "
+            "'timed'); 'x ref' = reference per-step time / this row's per-step time"
+        )
+    tr.write_line(mod.format_all(rows))
     out = os.environ.get("THINKTOK_BENCH_OUT")
     if out:
         Path(out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))

@@ -1,8 +1,10 @@
-"""Ratio table for the estimator benchmarks (tests/benchmarks/test_bench_estimator.py).
+"""Ratio tables of the benchmarks, side by side for one run.
 
-Used two ways: the benchmarks' conftest prints the table at the end of a run, and
-``python tests/benchmarks/summarize.py BENCH.json`` rebuilds it from ``--benchmark-json`` output
-(each benchmark stores its per-step time and errors in ``extra_info``).
+Three kinds of rows (``extra_info`` of each benchmark): estimator rows (test_bench_estimator.py:
+``d``, ``mode``, ``per_step_s`` …), trace-pipeline rows (test_bench_trace.py: ``table="trace"``)
+and RR batch rows (test_bench_rr_batch.py: ``table="rr_batch"``). Used two ways: the benchmarks'
+conftest prints the tables at the end of a run, and ``python tests/benchmarks/summarize.py
+BENCH.json`` rebuilds them from ``--benchmark-json`` output.
 """
 
 from __future__ import annotations
@@ -42,12 +44,71 @@ def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_trace_table(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Trace-pipeline rows → text: tokens/s of every pipeline and the ratio to the reference."""
+    rows = sorted(rows, key=lambda r: (r["model"], r["batch"]))
+    routes = ["reference", "capture", "teacher", "per_trace"]
+    head = (
+        f"{'model':<14} {'batch':>5} {'tokens':>6} "
+        + " ".join(f"{'tok/s ' + r:>17}" for r in routes)
+        + " "
+        + " ".join(f"{'x ref ' + r:>16}" for r in routes[1:])
+        + f" {'fastest':>9} {'ref MI ms/step':>14}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        tps, ratio = r["tokens_per_s"], r["ratio"]
+        lines.append(
+            f"{r['model']:<14} {r['batch']:>5} {r['tokens']:>6} "
+            + " ".join(f"{tps.get(k, math.nan):>17.1f}" for k in routes)
+            + " "
+            + " ".join(f"{ratio.get(k, math.nan):>16.1f}" for k in routes[1:])
+            + f" {r['fastest']:>9} {r['ref_mi_ms_per_step']:>14.1f}"
+        )
+    return "\n".join(lines)
+
+
+def format_rr_table(rows: Iterable[Mapping[str, Any]]) -> str:
+    """RR batch rows → text: tokens/s at batch 1 and batch 8 and their ratio."""
+    rows = sorted(rows, key=lambda r: (r["model"], r["trigger"]))
+    head = (
+        f"{'model':<14} {'trigger set':<11} {'L':>2} {'steps':>5} {'fired':>6} "
+        f"{'tok/s b1':>9} {'tok/s b8':>9} {'b8/b1':>6}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['model']:<14} {r['trigger']:<11} {r['layer']:>2} {r['steps']:>5} "
+            f"{r['fired']:>6.0f} {r['tokens_per_s_b1']:>9.1f} {r['tokens_per_s_b8']:>9.1f} "
+            f"{r['ratio']:>6.2f}"
+        )
+    return "\n".join(lines)
+
+
+def format_all(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Every kind of row, one table per kind (estimator, trace pipeline, RR batch)."""
+    rows = list(rows)
+    parts = []
+    est = [r for r in rows if "table" not in r]
+    if est:
+        parts.append(format_table(est))
+    trace = [r for r in rows if r.get("table") == "trace"]
+    if trace:
+        parts.append("trace pipeline, tokens/s end to end (x ref = reference time / route time)")
+        parts.append(format_trace_table(trace))
+    rr = [r for r in rows if r.get("table") == "rr_batch"]
+    if rr:
+        parts.append("Representation Recycling, tokens/s at batch 8 vs the same prompts one by one")
+        parts.append(format_rr_table(rr))
+    return "\n\n".join(parts)
+
+
 def rows_from_json(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Extract rows from a pytest-benchmark ``--benchmark-json`` document."""
     rows = []
     for bench in data.get("benchmarks", []):
         extra = bench.get("extra_info", {})
-        if "per_step_s" in extra and "mode" in extra:
+        if ("per_step_s" in extra and "mode" in extra) or extra.get("table"):
             rows.append(dict(extra))
     return rows
 
@@ -61,12 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         data = json.load(fh)
     rows = rows_from_json(data)
     if not rows:
-        print("no estimator benchmark rows found", file=sys.stderr)
+        print("no benchmark rows found", file=sys.stderr)
         return 1
     info = rows[0].get("machine", "")
     if info:
         print(info)
-    print(format_table(rows))
+    print(format_all(rows))
     return 0
 
 

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from tl_thinktok import hosts
-from tl_thinktok.probe import MIProbe, answer_representation, step_residuals
+from tl_thinktok import probe as probe_module
+from tl_thinktok.probe import (
+    MIProbe,
+    answer_representation,
+    last_residuals_batch,
+    step_residuals,
+    step_residuals_batch,
+)
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45]
 
@@ -158,3 +165,41 @@ def test_errors_and_no_leaks(model):
     assert len(probe) == 1
     with pytest.raises(ValueError, match=r"shape \[64\]"):
         probe.trajectory(torch.zeros(3))
+
+
+def test_step_residuals_batch_equals_one_by_one_and_hf(model, hf):
+    traces = [PROMPT + [50, 51, 52, 53], [1, 60, 61, 62], [1, 70, 71, 72, 73, 74, 75, 76, 77, 78]]
+    lens = [len(PROMPT), 2, 5]  # different lengths and prompt lengths: right padding
+    got = step_residuals_batch(model, traces, lens, -1)
+    for t, p, h in zip(traces, lens, got, strict=True):
+        one = step_residuals(model, torch.tensor(t), p, -1)
+        ref = _hf_block_outputs(hf, torch.tensor(t), -1)[p - 1 : -1]
+        assert h.shape == one.shape == (len(t) - p, hosts.d_model(model))
+        scale = ref.abs().max().item()
+        assert (h - one).abs().max().item() <= 1e-5 * scale  # a one-position shift is O(scale)
+        assert (h - ref).abs().max().item() <= 2e-5 * scale
+    answers = [[1, 80, 81], [1, 82, 83, 84, 85, 86], [90]]
+    ys = last_residuals_batch(model, answers, 0)
+    assert ys.shape == (3, hosts.d_model(model))
+    for a, y in zip(answers, ys, strict=True):
+        ref = _hf_block_outputs(hf, torch.tensor(a), 0)[-1]
+        assert (y - ref).abs().max().item() <= 2e-5 * ref.abs().max().item()
+    with pytest.raises(ValueError, match="trace 1: prompt_len=4"):
+        step_residuals_batch(model, traces, [3, 4, 3], -1)
+    with pytest.raises(ValueError, match="3 traces but 2 prompt lengths"):
+        step_residuals_batch(model, traces, [3, 2], -1)
+    with pytest.raises(ValueError, match="non-empty"):
+        last_residuals_batch(model, [[1, 2], []], -1)
+
+
+def test_trajectory_streams_in_chunks_with_the_same_values(model, monkeypatch):
+    probe = MIProbe(-1)
+    with probe.attach(model):
+        _generate(model, 7)
+    y = answer_representation(model, "the answer is 36", -1) * 40
+    probe._rows = [r * 40 for r in probe._rows]
+    whole = probe.trajectory(y)
+    monkeypatch.setattr(probe_module, "_STREAM_BYTES", 3 * 8 * hosts.d_model(model))  # 3 steps
+    chunked = probe.trajectory(y)
+    assert chunked.shape == whole.shape == (7,)
+    torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=0)

@@ -1,0 +1,140 @@
+"""The Table-1 trace pipelines compared by ``test_bench_trace.py`` (generate, capture, MI, peaks).
+
+* :func:`reference_pipeline` — what a researcher runs without tl-thinktok (as the reference
+  scripts do): HF ``generate`` (left-padded batch, greedy) with a forward hook on decoder layer
+  ``L`` that keeps the last position of every step, the answer representation from an HF forward
+  pass, then the reference MI formula (:func:`tl_thinktok.testing.reference.reference_nocco`,
+  numpy float64) step by step, and the Q3 + 1.5 IQR peaks.
+* :func:`tl_route` — tl-thinktok on a TransformerLens model, by route: ``"capture"`` (batched
+  greedy generation with an :class:`~tl_thinktok.probe.MIProbe` recording every step, no second
+  pass), ``"teacher"`` (batched greedy generation, then ONE right-padded teacher-forced pass for
+  every trace's step residuals) or ``"per_trace"`` (batched generation, then one teacher-forced
+  pass per trace: ``MITrace.from_tokens``, the trace pass before this benchmark existed).
+
+Every pipeline returns ``(tokens, mi)`` per trace: the generated ids without EOS and the float64
+MI trajectory (``None`` where the reference MI was not computed for that trace).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from tl_thinktok.generation import eos_id, greedy_batch
+from tl_thinktok.interventions.base import attach_all
+from tl_thinktok.mi import hsic_nocco
+from tl_thinktok.peaks import find_peaks
+from tl_thinktok.probe import MIProbe, last_residuals_batch, step_residuals_batch
+from tl_thinktok.testing.reference import reference_nocco
+from tl_thinktok.trace import MITrace, strip_eos
+
+ROUTES = ("capture", "teacher", "per_trace")
+
+
+def _peaks(mi: np.ndarray) -> list[int]:
+    return find_peaks(torch.as_tensor(mi, dtype=torch.float64))
+
+
+@torch.no_grad()
+def tl_route(
+    model: Any,
+    prompts: Sequence[list[int]],
+    answers: Sequence[list[int]],
+    layer: int,
+    max_new: int,
+    route: str,
+    answer_texts: Sequence[str] | None = None,
+) -> list[tuple[list[int], np.ndarray, list[int]]]:
+    """tl-thinktok's trace pipeline on a batch by ``route`` (module docstring)."""
+    if route == "per_trace":
+        gens = [strip_eos(model, g) for g in greedy_batch(model, prompts, max_new)]
+        out = []
+        for p, g, text in zip(prompts, gens, answer_texts, strict=True):
+            tr = MITrace.from_tokens(model, p + g, len(p), text, layer=layer)
+            out.append((g, tr.mi, tr.peaks))
+        return out
+    if route == "capture":
+        probe = MIProbe(layer)
+        with attach_all(model, probe):
+            gens = greedy_batch(model, prompts, max_new)
+        kept = [strip_eos(model, g) for g in gens]
+        resid = [probe.row_residuals(i, len(g)) for i, g in enumerate(kept)]
+    elif route == "teacher":
+        kept = [strip_eos(model, g) for g in greedy_batch(model, prompts, max_new)]
+        resid = step_residuals_batch(model, [p + g for p, g in zip(prompts, kept, strict=True)],
+                                     [len(p) for p in prompts], layer)  # fmt: skip
+    else:
+        raise ValueError(f"unknown route {route!r}")
+    ys = last_residuals_batch(model, answers, layer)
+    out = []
+    for g, h, y in zip(kept, resid, ys, strict=True):
+        mi = hsic_nocco(h.cpu(), y.cpu()).numpy()
+        out.append((g, mi, _peaks(mi)))
+    return out
+
+
+@torch.no_grad()
+def hf_generate_capture(
+    hf: Any, prompts: Sequence[list[int]], layer: int, max_new: int, pad: int, eos: int | None
+) -> tuple[list[list[int]], list[np.ndarray]]:
+    """HF greedy ``generate`` of a left-padded batch with a forward hook on ``layers[layer]``.
+
+    Returns the generated ids per row (EOS stripped as ``MITrace`` does) and each row's step
+    states ``[steps, d]`` (float64 numpy).
+    """
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    caps: list[torch.Tensor] = []
+
+    def hook(_m, _a, out):
+        caps.append((out[0] if isinstance(out, tuple) else out)[:, -1].detach().clone())
+
+    handle = hf.model.layers[layer].register_forward_hook(hook)
+    try:
+        out = hf.generate(ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
+                          pad_token_id=pad, eos_token_id=eos)  # fmt: skip
+    finally:
+        handle.remove()
+    states = torch.stack(caps, 1).double().numpy()
+    gens, rows = [], []
+    for i, row in enumerate(out[:, width:].tolist()):
+        if eos is not None and eos in row:
+            row = row[: row.index(eos) + 1]
+        kept = [t for t in row if t != eos] or row[:1]
+        gens.append(kept)
+        rows.append(states[i, : len(kept)])
+    return gens, rows
+
+
+@torch.no_grad()
+def hf_answer_states(hf: Any, answers: Sequence[list[int]], layer: int) -> list[np.ndarray]:
+    """Decoder layer ``layer``'s output at the last token of each answer (one HF pass each)."""
+    out = []
+    for a in answers:
+        cap = {}
+
+        def hook(_m, _a, o, cap=cap):
+            cap["h"] = (o[0] if isinstance(o, tuple) else o)[0, -1].double().numpy()
+
+        handle = hf.model.layers[layer].register_forward_hook(hook)
+        try:
+            hf(torch.tensor([a]))
+        finally:
+            handle.remove()
+        out.append(cap["h"])
+    return out
+
+
+def reference_mi(states: np.ndarray, y: np.ndarray, n: int | None = None) -> np.ndarray:
+    """The reference formula on the first ``n`` steps (all when ``None``)."""
+    rows = states if n is None else states[:n]
+    return np.array([reference_nocco(r, y) for r in rows], dtype=np.float64)
+
+
+def model_eos(model: Any) -> int | None:
+    """EOS id of a TL model's tokenizer."""
+    return eos_id(model)
