@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from tl_thinktok._io import JsonIO, atomic_write_text
+from tl_thinktok._io import JsonIO, atomic_write_text, to_jsonable
 from tl_thinktok.reproduce.registry import EXPERIMENTS
 from tl_thinktok.runs import finite
 
-__all__ = ["Summary", "check_outputs", "mean_ci", "save_csv", "save_fig", "save_json",
-           "write_readme"]  # fmt: skip
+__all__ = ["Summary", "check_outputs", "count_key", "mean_ci", "nanmean_n", "save_csv", "save_fig",
+           "save_json", "write_readme"]  # fmt: skip
 
 
 @dataclass
@@ -83,21 +83,28 @@ def _json_default(o: Any) -> Any:
 
 
 def save_json(out: Path, name: str, data: Any) -> str:
-    """Write ``<out>/<name>.json`` (NaN/inf refused) and return the file name."""
-    text = json.dumps(data, indent=1, default=_json_default, allow_nan=False)
+    """Write ``<out>/<name>.json`` and return the file name.
+
+    NaN (an undefined statistic) is written as ``null`` (the :mod:`tl_thinktok._io` convention);
+    infinities are refused.
+    """
+    text = json.dumps(to_jsonable(data), indent=1, default=_json_default, allow_nan=False)
     atomic_write_text(Path(out) / f"{name}.json", text)
     return f"{name}.json"
 
 
 def save_csv(out: Path, name: str, rows: list[dict[str, Any]]) -> str:
-    """Write ``<out>/<name>.csv`` from a list of flat dicts and return the file name."""
+    """Write ``<out>/<name>.csv`` from a list of flat dicts and return the file name.
+
+    An undefined value (NaN or ``None``) is an empty cell.
+    """
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=keys)
     w.writeheader()
-    w.writerows(rows)
+    w.writerows([{k: ("" if _undefined(v) else v) for k, v in r.items()} for r in rows])
     atomic_write_text(Path(out) / f"{name}.csv", buf.getvalue())
     return f"{name}.csv"
 
@@ -110,6 +117,38 @@ def save_fig(out: Path, name: str, fig: Any) -> str:
     fig.savefig(Path(out) / f"{name}.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return f"{name}.png"
+
+
+def _undefined(v: Any) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
+
+
+def count_key(key: str) -> str:
+    """Key of the count that goes with key number ``key`` (how many traces its mean covers).
+
+    A key number may be NaN (``null`` in JSON) only when its count is 0: undefined is then the
+    truth (e.g. the mean AOM of traces of which none has a peak); :func:`check_outputs` flags any
+    other NaN.
+
+    Example:
+        >>> count_key("base: AOM")
+        'base: AOM [n]'
+    """
+    return f"{key} [n]"
+
+
+def nanmean_n(values: Sequence[float | None]) -> tuple[float, int]:
+    """Mean of the defined values (``None``/NaN skipped) and how many there were; NaN if none.
+
+    Example:
+        >>> nanmean_n([1.0, None, float("nan"), 3.0])
+        (2.0, 2)
+        >>> nanmean_n([None])
+        (nan, 0)
+    """
+    v = np.array([np.nan if x is None else float(x) for x in values], dtype=np.float64)
+    ok = v[~np.isnan(v)]
+    return (float(ok.mean()) if ok.size else math.nan), int(ok.size)
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
@@ -182,6 +221,8 @@ def write_readme(out: Path, ctx: Any = None) -> Path:
 
 
 def _fmt(v: Any) -> str:
+    if _undefined(v):
+        return "undefined (NaN)"
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, dict):
@@ -191,9 +232,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _has_none(numbers: dict[str, Any]) -> bool:
-    """A key number saved as ``null`` was NaN (JSON has no NaN)."""
-    return any(v is None for v in numbers.values())
+def _unexplained_nan(numbers: dict[str, Any]) -> list[str]:
+    """Key numbers saved as ``null`` (NaN) without a count of 0 saying that they are undefined."""
+    return [k for k, v in numbers.items() if _undefined(v) and numbers.get(count_key(k)) != 0]
 
 
 def check_outputs(out: Path, names: Sequence[str]) -> list[str]:
@@ -211,6 +252,8 @@ def check_outputs(out: Path, names: Sequence[str]) -> list[str]:
                 problems.append(f"{n}: missing {f}")
             elif f.endswith(".json") and not finite(json.loads(fp.read_text())):
                 problems.append(f"{n}: non-finite numbers in {f}")
-        if not finite(s.numbers) or _has_none(s.numbers):
-            problems.append(f"{n}: non-finite key numbers")
+        bad = _unexplained_nan(s.numbers)
+        if not finite(s.numbers) or bad:
+            what = f" (NaN without a zero count: {', '.join(bad)})" if bad else ""
+            problems.append(f"{n}: non-finite key numbers{what}")
     return problems

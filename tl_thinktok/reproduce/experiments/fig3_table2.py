@@ -5,13 +5,35 @@ Run alone: ``python experiments/fig3_table2_base_vs_reasoning.py --model organis
 
 from __future__ import annotations
 
-import numpy as np
-
 from tl_thinktok.reproduce.context import ExpContext
-from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
+from tl_thinktok.reproduce.outputs import (
+    Summary,
+    count_key,
+    nanmean_n,
+    save_csv,
+    save_fig,
+    save_json,
+)
+from tl_thinktok.trace import MITrace
 
 NAME = "fig3_table2"
 N_SHOWN = 3
+
+
+def table2_row(role: str, model: str, traces: list[MITrace]) -> dict:
+    """Table 2 row: means over traces of mean / std / AOM of MI, each with its count ``<key>_n``.
+
+    AOM is undefined for a trace without peaks; the mean skips those traces and is NaN when no
+    trace has a peak.
+    """
+    st = [t.stats() for t in traces]
+    row: dict = {"role": role, "model": model, "n_traces": len(st)}
+    for key in ("mean", "std", "aom"):
+        row[key], row[f"{key}_n"] = nanmean_n([getattr(s, key) for s in st])
+    row["accuracy"], row["accuracy_n"] = nanmean_n(
+        [None if t.correct is None else float(t.correct) for t in traces]
+    )
+    return row
 
 
 def run(ctx: ExpContext) -> Summary:
@@ -39,33 +61,22 @@ def run(ctx: ExpContext) -> Summary:
             ax.set_ylabel("MI(h_t, h_y)")
             ax.legend(fontsize=7)
     fig.tight_layout()
-    rows = []
-    for role, ts in sets:
-        st = [t.stats() for t in ts.traces]
-        aom = [s.aom for s in st if np.isfinite(s.aom)]
-        rows.append(
-            {
-                "role": role,
-                "model": ts.model,
-                "n_traces": len(st),
-                "mean": float(np.mean([s.mean for s in st])),
-                "std": float(np.mean([s.std for s in st])),
-                "aom": float(np.mean(aom)) if aom else 0.0,
-                "aom_n": len(aom),
-                "accuracy": float(np.mean([t.correct for t in ts.traces])),
-            }
-        )
+    rows = [table2_row(role, ts.model, ts.traces) for role, ts in sets]
     files = [
         save_fig(ctx.out, NAME, fig),
         save_json(ctx.out, NAME, {"table2": rows, "fig3": shown}),
         save_csv(ctx.out, NAME, rows),
     ]
-    numbers = {
-        f"{r['role']}: mean/std/AOM": f"{r['mean']:.4g} / {r['std']:.4g} / {r['aom']:.4g}"
-        for r in rows
-    }
-    numbers.update({f"{r['role']}: trace accuracy": r["accuracy"] for r in rows})
-    notes = "AOM averaged over traces with at least one peak (aom_n)."
+    numbers: dict = {}
+    for r in rows:
+        for key, label in (("mean", "mean MI"), ("std", "std MI"), ("aom", "AOM")):
+            numbers[f"{r['role']}: {label}"] = r[key]
+            numbers[count_key(f"{r['role']}: {label}")] = r[f"{key}_n"]
+        numbers[f"{r['role']}: trace accuracy"] = r["accuracy"]
+    notes = (
+        "Means over traces; AOM only over the traces with at least one peak (aom_n): with none "
+        "it is undefined (NaN / null), never 0, so a model without peaks cannot look 'lower'."
+    )
     if not ctx.base_model:
         notes += " No base model given (--base-model): reasoning model only."
     return Summary(

@@ -8,7 +8,15 @@ from __future__ import annotations
 import numpy as np
 
 from tl_thinktok.reproduce.context import ExpContext
-from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
+from tl_thinktok.reproduce.outputs import (
+    Summary,
+    count_key,
+    nanmean_n,
+    save_csv,
+    save_fig,
+    save_json,
+)
+from tl_thinktok.trace import MITrace
 
 NAME = "table1"
 COLUMNS = ["n_peaks", "n_steps", "ratio", "max_interval", "min_interval", "avg_interval"]
@@ -22,20 +30,27 @@ PAPER = {
 }
 
 
+def stats_row(role: str, model: str, traces: list[MITrace]) -> dict:
+    """Means over traces of the Table 1 columns; ``<column>_n`` = traces where it is defined.
+
+    An interval needs two peaks: a mean over no such trace is NaN (undefined), never 0.
+    """
+    stats = [t.stats() for t in traces]
+    row: dict = {"role": role, "model": model, "n_traces": len(stats)}
+    for c in COLUMNS:
+        row[c], row[f"{c}_n"] = nanmean_n([getattr(s, c) for s in stats])
+    return row
+
+
 def table_rows(ctx: ExpContext) -> list[dict]:
-    rows = []
     sets = [("reasoning", ctx.traces("model"))]
     if ctx.base_model:
         sets.append(("base", ctx.traces("base")))
-    for role, ts in sets:
-        stats = [t.stats() for t in ts.traces]
-        row = {"role": role, "model": ts.model, "n_traces": len(stats)}
-        for c in COLUMNS:
-            vals = [getattr(s, c) for s in stats if np.isfinite(getattr(s, c))]
-            row[c] = float(np.mean(vals)) if vals else 0.0
-            row[f"{c}_n"] = len(vals)
-        rows.append(row)
-    return rows
+    return [stats_row(role, ts.model, ts.traces) for role, ts in sets]
+
+
+def _cell(v: float, fmt: str) -> str:
+    return "n/a" if not np.isfinite(v) else format(v, fmt)
 
 
 def run(ctx: ExpContext) -> Summary:
@@ -50,9 +65,10 @@ def run(ctx: ExpContext) -> Summary:
             f"{r['n_peaks']:.2f}",
             f"{r['n_steps']:.1f}",
             f"{100 * r['ratio']:.2f}%",
-            f"{r['max_interval']:.1f}",
-            f"{r['min_interval']:.1f}",
-            f"{r['avg_interval']:.1f}",
+            *(
+                f"{_cell(r[c], '.1f')} (n={r[c + '_n']})"
+                for c in ("max_interval", "min_interval", "avg_interval")
+            ),
         ]
         for r in rows
     ]
@@ -80,6 +96,7 @@ def run(ctx: ExpContext) -> Summary:
             f"{r['n_peaks']:.2f} / {r['n_steps']:.1f} ({100 * r['ratio']:.2f}%)"
         )
         numbers[f"{r['role']}: avg interval"] = r["avg_interval"]
+        numbers[count_key(f"{r['role']}: avg interval")] = r["avg_interval_n"]
     return Summary(
         name=NAME,
         title="Peak statistics over all traces (paper Table 1)",
@@ -88,6 +105,7 @@ def run(ctx: ExpContext) -> Summary:
         numbers=numbers,
         paper="; ".join(f"{k} {v[0]} peaks / {v[1]} steps" for k, v in PAPER.items()),
         notes="ratio = mean over traces of #peaks/#steps; intervals = gaps between consecutive "
-        "peaks, averaged over traces that have at least 2 peaks.",
+        "peaks, averaged over the traces that have at least 2 peaks (n = how many); with no such "
+        "trace the mean is undefined (NaN / null / n/a), never 0.",
         files=files,
     )

@@ -1,0 +1,115 @@
+"""Undefined statistics are NaN with counts (issue 14, B5), and the control experiments' pieces
+(peak baselines, answer control, frequency-matched random ids) against closed forms."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tl_thinktok.reproduce.outputs import (
+    Summary,
+    check_outputs,
+    count_key,
+    nanmean_n,
+    save_csv,
+    save_json,
+)
+from tl_thinktok.trace import MITrace
+
+
+def _trace(mi, peaks, tokens=None, tid="t"):
+    n = len(mi)
+    gen = list(tokens) if tokens is not None else [5] * n
+    return MITrace(tokens=[1] + gen, prompt_len=1, layer=-1, mi=np.asarray(mi, float),
+                   peaks=peaks, resid_norm=np.ones(n), id=tid, correct=True)  # fmt: skip
+
+
+FLAT = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # IQR 0, no peak: AOM and intervals undefined
+ONE_PEAK = [0.0, 1.0, 0.0, 1.0, 0.0, 10.0]  # IQR 1: one peak (step 5), AOM defined
+
+
+def _ctx(*trace_lists):
+    sets = {"model": SimpleNamespace(model="m", traces=trace_lists[0])}
+    if len(trace_lists) > 1:
+        sets["base"] = SimpleNamespace(model="b", traces=trace_lists[1])
+    return SimpleNamespace(traces=lambda which="model": sets[which],
+                           base_model="b" if len(trace_lists) > 1 else None)  # fmt: skip
+
+
+def test_table1_intervals_without_two_peaks_are_nan_with_count():
+    from tl_thinktok.reproduce.experiments import table1
+
+    rows = table1.table_rows(_ctx([_trace(FLAT, []), _trace(ONE_PEAK, [5])]))
+    (r,) = rows
+    assert math.isnan(r["avg_interval"]) and r["avg_interval_n"] == 0  # was 0.0
+    assert math.isnan(r["max_interval"]) and r["max_interval_n"] == 0
+    assert r["n_peaks"] == 0.5 and r["n_peaks_n"] == 2
+
+
+def test_table2_aom_of_traces_without_peaks_is_nan_not_zero():
+    from tl_thinktok.reproduce.experiments import fig3_table2
+
+    row = fig3_table2.table2_row("base", "b", [_trace(FLAT, []), _trace(FLAT, [])])
+    assert math.isnan(row["aom"]) and row["aom_n"] == 0
+    assert row["mean"] == 1.0 and row["mean_n"] == 2
+    mixed = fig3_table2.table2_row("r", "m", [_trace(FLAT, []), _trace(ONE_PEAK, [5])])
+    assert mixed["aom_n"] == 1 and math.isfinite(mixed["aom"])  # one trace defines it
+
+
+def test_peaks_robustness_means_skip_undefined_and_count():
+    from tl_thinktok.reproduce.experiments import peaks_robustness as pr
+
+    rows = [{"id": "a", "n_steps": 3, "spearman_x": None, "auroc_y": 0.75},
+            {"id": "b", "n_steps": 3, "spearman_x": float("nan"), "auroc_y": 0.25}]  # fmt: skip
+    m = pr.aggregate_rows(rows)
+    assert math.isnan(m["spearman_x"]) and m["spearman_x_n"] == 0  # was 0.0
+    assert m["auroc_y"] == 0.5 and m["auroc_y_n"] == 2
+
+
+def test_nan_is_null_in_json_empty_in_csv_and_allowed_only_with_zero_count(tmp_path):
+    assert save_json(tmp_path, "d", {"aom": float("nan"), "x": [1.0, float("nan")]}) == "d.json"
+    assert json.loads((tmp_path / "d.json").read_text()) == {"aom": None, "x": [1.0, None]}
+    with pytest.raises(ValueError):
+        save_json(tmp_path, "inf", {"x": float("inf")})
+    save_csv(tmp_path, "d", [{"a": float("nan"), "b": 2.0}])
+    assert (tmp_path / "d.csv").read_text().splitlines()[1] == ",2.0"
+    assert nanmean_n([None, float("nan")])[1] == 0 and math.isnan(nanmean_n([])[0])
+    ok = {"base: AOM": float("nan"), count_key("base: AOM"): 0, "x": 1.0}
+    Summary("ok", "t", "m", "d", ok, files=["d.json"]).save(tmp_path)
+    assert check_outputs(tmp_path, ["ok"]) == []
+    for numbers in ({"base: AOM": float("nan")}, {"a": float("nan"), count_key("a"): 3}):
+        Summary("bad", "t", "m", "d", numbers, files=["d.json"]).save(tmp_path)
+        (problem,) = check_outputs(tmp_path, ["bad"])
+        assert "NaN without a zero count" in problem
+
+
+def test_auroc_against_pairwise_definition():
+    from tl_thinktok.reproduce.experiments.peaks_robustness import auroc
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        s = rng.integers(0, 4, 15).astype(float)  # ties
+        y = rng.random(15) < 0.3
+        if y.all() or not y.any():
+            continue
+        pairs = [(1.0 if a > b else 0.5 if a == b else 0.0) for a in s[y] for b in s[~y]]
+        assert auroc(s, y) == pytest.approx(np.mean(pairs), abs=1e-12)
+    assert math.isnan(auroc(np.arange(3.0), np.zeros(3, bool)))
+
+
+def test_token_baseline_is_leave_one_trace_out():
+    """A token that is always a peak in the OTHER traces scores 1; its own trace does not count."""
+    from tl_thinktok.reproduce.experiments.peaks_robustness import baseline_scores
+
+    a = _trace([0, 0, 5, 0, 0, 0], [2], tokens=[7, 7, 9, 7, 7, 7], tid="a")
+    b = _trace([0, 5, 0, 0, 0, 0], [1], tokens=[7, 9, 7, 7, 7, 7], tid="b")
+    c = _trace([0, 0, 0, 0, 0, 0], [], tokens=[7, 7, 7, 7, 8, 7], tid="c")
+    sc = baseline_scores([a, b, c])["token_identity"]
+    assert sc[0][2] == 1.0 and sc[0][0] == 0.0  # token 9: peak in b
+    assert sc[2][4] == pytest.approx(2 / 12)  # token 8 unseen elsewhere: the others' peak rate
+    pos = baseline_scores([a, b, c])["position"]
+    assert all(len(p) == 6 for p in pos)
