@@ -5,11 +5,14 @@ GSM8K test (1319), MATH-500 (500), AIME 2024 (30). The synthetic ``"organism"`` 
 :mod:`tl_thinktok.organism`. Data files are read from the installed package
 (``importlib.resources``), never from outside it.
 
-Grading: real datasets use math-verify (``math_verify.parse`` / ``verify``) on the generated text
-against the gold answer; the organism uses ``tl_thinktok.organism.grade``. Grading works on any
-thread: math-verify's wall-clock timeout is a ``signal.alarm``, which only the main thread may set,
-so off the main thread (thread pools, Ray workers, some notebook kernels) it is switched off
-rather than failing every answer.
+A user JSONL file (any ``{question, answer}`` records, field names chosen with
+:func:`user_dataset`) is a dataset too: its name is its path.
+
+Grading: real datasets (and user files) use math-verify (``math_verify.parse`` / ``verify``) on
+the generated text against the gold answer; the organism uses ``tl_thinktok.organism.grade``.
+Grading works on any thread: math-verify's wall-clock timeout is a ``signal.alarm``, which only
+the main thread may set, so off the main thread (thread pools, Ray workers, some notebook kernels)
+it is switched off rather than failing every answer.
 
 Example:
     >>> from tl_thinktok.datasets import load_dataset, prompt_for, grade
@@ -139,6 +142,101 @@ def load_jsonl_items(name: str, path: str | Path) -> list[Item]:
     return items
 
 
+#: Separates a user JSONL path from its field names in a dataset spec (:func:`user_dataset`).
+SPEC_SEP = "#"
+
+
+def user_dataset(
+    path: str | Path, question_field: str = "question", answer_field: str = "answer"
+) -> str:
+    """Dataset name (spec) of a user JSONL file, for :func:`load_dataset` and :func:`grade`.
+
+    The spec is the absolute path, plus ``#question=<field>&answer=<field>`` when the fields are
+    not the defaults; a different field choice is a different dataset (and run directory).
+
+    Example:
+        >>> user_dataset("/data/qa.jsonl", "problem", "final")
+        '/data/qa.jsonl#question=problem&answer=final'
+    """
+    for what, f in (("question_field", question_field), ("answer_field", answer_field)):
+        if not isinstance(f, str) or not f or any(c in f for c in "#&="):
+            raise ValueError(f"{what} must be a non-empty field name without '#&=', got {f!r}")
+    p = str(Path(path).expanduser().resolve())
+    if (question_field, answer_field) == ("question", "answer"):
+        return p
+    return f"{p}{SPEC_SEP}question={question_field}&answer={answer_field}"
+
+
+def is_user_dataset(name: str) -> bool:
+    """Whether ``name`` is a user JSONL dataset (a path ending in ``.jsonl``, maybe with fields).
+
+    Example:
+        >>> is_user_dataset("my/qa.jsonl"), is_user_dataset("gsm8k")
+        (True, False)
+    """
+    return isinstance(name, str) and name.split(SPEC_SEP, 1)[0].endswith(".jsonl")
+
+
+def _parse_spec(name: str) -> tuple[Path, str, str]:
+    path, _, fields = name.partition(SPEC_SEP)
+    kv = dict(x.split("=", 1) for x in fields.split("&") if "=" in x) if fields else {}
+    return Path(path), kv.get("question", "question"), kv.get("answer", "answer")
+
+
+def load_user_jsonl(
+    path: str | Path, question_field: str = "question", answer_field: str = "answer"
+) -> list[Item]:
+    """Read a user JSONL file: one JSON object per line with a question and an answer field.
+
+    The answer text is also the gold "solution" whose representation is ``h_y``. An ``"id"``
+    field is used as the item id if present (else ``<file stem>-<line>``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a line that is not a JSON object, lacks a field or has an empty / non-text
+            value, a duplicate id, or no record at all; the message names the file and line.
+
+    Example:
+        >>> items = load_user_jsonl("qa.jsonl", "problem", "final")   # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no dataset file at {path}")
+    items: list[Item] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} line {lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"malformed record in {where}: not valid JSON ({e.msg})") from e
+            if not isinstance(rec, dict):
+                raise ValueError(f"malformed record in {where}: expected a JSON object, got "
+                                 f"{type(rec).__name__}")  # fmt: skip
+            vals = []
+            for field_name in (question_field, answer_field):
+                v = rec.get(field_name)
+                ok = isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                if not ok or not str(v).strip():
+                    have = ", ".join(sorted(map(str, rec))) or "none"
+                    raise ValueError(
+                        f"malformed record in {where}: field {field_name!r} must be non-empty "
+                        f"text or a number, got {v!r} (fields: {have})"
+                    )
+                vals.append(str(v).strip())
+            rid = str(rec["id"]) if "id" in rec else f"{path.stem}-{lineno}"
+            if rid in seen:
+                raise ValueError(f"malformed record in {where}: duplicate id {rid!r}")
+            seen.add(rid)
+            items.append(Item(id=rid, question=vals[0], answer=vals[1], solution=vals[1]))
+    if not items:
+        raise ValueError(f"no records in {path}")
+    return items
+
+
 def _organism_items(n: int | None, seed: int) -> list[Item]:
     from tl_thinktok import organism
 
@@ -158,7 +256,8 @@ def load_dataset(name: str, n: int | None = None, seed: int = 0) -> list[Item]:
     """Load a bundled evaluation dataset.
 
     Args:
-        name: ``"gsm8k"``, ``"math500"``, ``"aime24"`` or ``"organism"``.
+        name: ``"gsm8k"``, ``"math500"``, ``"aime24"``, ``"organism"``, or a user JSONL file
+            (a path ending in ``.jsonl``; fields via :func:`user_dataset`).
         n: number of items; ``None`` = all. A subset is a seeded random sample kept in file order.
         seed: seed of the subset sample (and of the organism's problem generator).
 
@@ -172,13 +271,19 @@ def load_dataset(name: str, n: int | None = None, seed: int = 0) -> list[Item]:
         >>> len(load_dataset("aime24"))
         30
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    user = is_user_dataset(name)
+    if name not in DATASETS and not user:
+        raise ValueError(
+            f"unknown dataset {name!r}; expected one of {DATASETS} or a path to a .jsonl file"
+        )
     if n is not None:
         n = check_int("n", n, low=1)
     if name == "organism":
         return _organism_items(n, seed)
-    items = load_jsonl_items(name, _data_path(name))
+    if user:
+        items = load_user_jsonl(*_parse_spec(name))
+    else:
+        items = load_jsonl_items(name, _data_path(name))
     if n is None or n >= len(items):
         return items
     keep = sorted(random.Random(seed).sample(range(len(items)), n))
@@ -290,8 +395,8 @@ def grade(name: str, text: str, answer: str) -> bool:
         except ValueError as e:
             raise ValueError(f"organism answers are integers, got {answer!r}") from e
         return bool(organism.grade(text, gold))
-    if name not in FILE_DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    if name not in FILE_DATASETS and not is_user_dataset(name):
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS} or a .jsonl path")
     from math_verify import parse, verify
 
     limit = _grade_timeout()
