@@ -36,8 +36,9 @@ from tl_thinktok.reproduce.outputs import (
 )
 from tl_thinktok.reproduce.registry import EXPERIMENTS, SCRIPTS, load_experiment, resolve
 
-__all__ = ["UsageError", "build_parser", "context_from_args", "load_script", "reproduce_main",
-           "run_one", "script_main", "validate_context"]  # fmt: skip
+__all__ = ["UsageError", "build_parser", "close_executor", "context_from_args", "load_script",
+           "open_executor", "reproduce_main", "run_one", "script_main",
+           "validate_context"]  # fmt: skip
 
 DESCRIPTION = "Run the paper's experiments on a model and write every figure, table and README."
 
@@ -60,7 +61,17 @@ def build_parser(prog: str = "tl-thinktok reproduce") -> argparse.ArgumentParser
     ap.add_argument(
         "--base-model", default=None, help="base twin (default organism-base; 'none' = no base)"
     )
-    ap.add_argument("--dataset", default=None, help="trace dataset (gsm8k/math500/aime24/organism)")
+    ap.add_argument(
+        "--dataset",
+        default=None,
+        help="trace dataset (gsm8k/math500/aime24/organism, or a path to a .jsonl file)",
+    )
+    ap.add_argument(
+        "--question-field", default=None, help="question field of a --dataset .jsonl (question)"
+    )
+    ap.add_argument(
+        "--answer-field", default=None, help="answer field of a --dataset .jsonl (answer)"
+    )
     ap.add_argument(
         "--eval-datasets", default=None, help="comma list for fig5/fig7 (default: all three)"
     )
@@ -94,6 +105,28 @@ def build_parser(prog: str = "tl-thinktok reproduce") -> argparse.ArgumentParser
         default=1,
         help="torch CPU threads (default 1: tiny models on a shared CPU run fastest so)",
     )
+    big = ap.add_argument_group("models larger than one GPU")
+    big.add_argument("--device-map", default=None, help='HF device_map, e.g. "auto" or "balanced"')
+    big.add_argument("--n-devices", type=int, default=None, help="split each model over N GPUs")
+    dist = ap.add_argument_group("scale-out (docs/scale-out.md)")
+    dist.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="evaluate traces and accuracy runs on N Ray actors (needs tl-thinktok[distributed])",
+    )
+    dist.add_argument(
+        "--ray-address", default=None, help="existing Ray cluster (default: start a local one)"
+    )
+    dist.add_argument(
+        "--gpus-per-worker", type=float, default=None, help="GPUs per Ray actor (default 0)"
+    )
+    dist.add_argument(
+        "--shard",
+        default=None,
+        metavar="i/N",
+        help="job arrays without Ray: compute shard i (0-based) of N into <run-dir>/shard-i-of-N",
+    )
     return ap
 
 
@@ -114,6 +147,21 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
+def _dataset_arg(args: argparse.Namespace) -> str | None:
+    """``--dataset``, a ``.jsonl`` path turned into its spec with ``--question/answer-field``."""
+    from tl_thinktok.datasets import is_user_dataset, user_dataset
+
+    qf, af = getattr(args, "question_field", None), getattr(args, "answer_field", None)
+    if args.dataset is None or not is_user_dataset(args.dataset):
+        if qf is not None or af is not None:
+            raise UsageError("--question-field / --answer-field need --dataset <file>.jsonl")
+        return args.dataset
+    try:
+        return user_dataset(args.dataset, qf or "question", af or "answer")
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
 def context_from_args(args: argparse.Namespace) -> ExpContext:
     """Build the :class:`ExpContext` of parsed arguments (and set torch's CPU threads).
 
@@ -127,6 +175,7 @@ def context_from_args(args: argparse.Namespace) -> ExpContext:
 
         hf_logging.disable_progress_bar()
     overrides = _overrides(args.set)
+    dist = _scale_out(args)
 
     def split(s: str | None) -> list[str] | None:
         return [x.strip() for x in s.split(",") if x.strip()] if s else None
@@ -134,7 +183,7 @@ def context_from_args(args: argparse.Namespace) -> ExpContext:
     return ExpContext(
         model=args.model,
         base_model=args.base_model,
-        dataset=args.dataset,
+        dataset=_dataset_arg(args),
         eval_datasets=split(args.eval_datasets),
         rr_dataset=args.rr_dataset,
         quick=args.quick,
@@ -147,7 +196,97 @@ def context_from_args(args: argparse.Namespace) -> ExpContext:
         seed=args.seed,
         overrides=overrides,
         progress=not args.no_progress,
+        device_map=args.device_map,
+        n_devices=args.n_devices,
+        **dist,
     )
+
+
+def _scale_out(args: argparse.Namespace) -> dict[str, Any]:
+    """``--workers`` / ``--ray-address`` / ``--gpus-per-worker`` / ``--shard``, checked.
+
+    Raises:
+        UsageError: ``--workers`` below 1, without Ray installed, or beside ``--shard``; a
+            malformed ``--shard``; Ray options without ``--workers``; an unreachable address.
+    """
+    from tl_thinktok.reproduce.distributed import sharding
+
+    if args.n_devices is not None and args.n_devices < 1:
+        raise UsageError(f"--n-devices must be at least 1, got {args.n_devices}")
+    out: dict[str, Any] = {}
+    if args.shard is not None:
+        if args.workers is not None:
+            raise UsageError(
+                "--shard and --workers exclude each other: a job-array shard runs in its own "
+                "process; use one or the other"
+            )
+        try:
+            out["shard"] = sharding.parse_shard(args.shard)
+        except sharding.ShardSpecError as e:
+            raise UsageError(str(e)) from e
+    if args.workers is None:
+        for opt, val in (("--ray-address", args.ray_address),
+                         ("--gpus-per-worker", args.gpus_per_worker)):  # fmt: skip
+            if val is not None:
+                raise UsageError(f"{opt} needs --workers N")
+        return out
+    if args.workers < 1:
+        raise UsageError(
+            f"--workers must be at least 1, got {args.workers} (leave it out to run in this "
+            f"process)"
+        )
+    if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
+        raise UsageError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
+    from tl_thinktok.reproduce.distributed import ray_exec
+
+    try:
+        ray_exec.require_ray()
+        ray_exec.check_address(args.ray_address)
+    except (ray_exec.RayUnavailableError, ray_exec.RayUnreachableError) as e:
+        raise UsageError(str(e)) from e
+    out["workers"] = args.workers
+    out["ray_address"] = args.ray_address
+    out["gpus_per_worker"] = args.gpus_per_worker or 0.0
+    return out
+
+
+def open_executor(ctx: ExpContext, threads: int = 1) -> Any:
+    """Set ``ctx.executor`` from its scale-out settings and return it (``None`` = serial).
+
+    ``--workers``: a started :class:`~tl_thinktok.reproduce.distributed.RayExecutor` (close it
+    when done); ``--shard i/N``: a :class:`~tl_thinktok.reproduce.distributed.ShardExecutor`,
+    with ``ctx.run_dir`` moved to ``<run-dir>/shard-i-of-N``.
+
+    Raises:
+        UsageError: the Ray cluster cannot be reached or lacks resources.
+    """
+    from tl_thinktok.reproduce import distributed
+
+    if ctx.shard is not None:
+        i, n = ctx.shard
+        ctx.run_dir = distributed.shard_dir(ctx.run_dir, i, n)
+        ctx.executor = distributed.ShardExecutor(i, n)
+    elif ctx.workers:
+        ex = distributed.RayExecutor(
+            ctx,
+            workers=ctx.workers,
+            address=ctx.ray_address,
+            gpus_per_worker=ctx.gpus_per_worker,
+            threads=max(1, threads),
+        )
+        try:
+            ex.start()
+        except (ConnectionError, RuntimeError) as e:
+            raise UsageError(f"Ray: {e}") from e
+        ctx.executor = ex
+    return ctx.executor
+
+
+def close_executor(ctx: ExpContext) -> None:
+    """Close ``ctx.executor`` (Ray actors, a local cluster) if it has a ``close``."""
+    ex, ctx.executor = ctx.executor, None
+    if ex is not None and hasattr(ex, "close"):
+        ex.close()
 
 
 def validate_context(ctx: ExpContext) -> None:
@@ -215,9 +354,13 @@ def script_main(name: str, argv: Sequence[str] | None = None) -> int:
     try:
         ctx = context_from_args(args)
         validate_context(ctx)
+        open_executor(ctx, args.threads)
     except UsageError as e:
         return _usage_error(prog, e)
-    s = run_one(ctx, name)
+    try:
+        s = run_one(ctx, name)
+    finally:
+        close_executor(ctx)
     print(
         json.dumps(
             {"name": s.name, "seconds": s.seconds, "numbers": s.numbers},
@@ -249,28 +392,100 @@ def reproduce_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="comma list, e.g. fig2,table1,fig5")
     ap.add_argument("--skip", default=None, help="comma list of experiments to leave out")
     ap.add_argument("--keep-going", action="store_true", help="continue after a failure")
+    ap.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the work (items x tokens per experiment) and a device-hour estimate from a "
+        "short tokens/s probe, then stop",
+    )
+    ap.add_argument(
+        "--merge",
+        nargs="*",
+        default=None,
+        metavar="RUN_ROOT",
+        help="merge shard run roots (default: <run-dir>/shard-*) into --run-dir, then stop",
+    )
     args = ap.parse_args(argv)
     try:
         names = _selection(args.only, args.skip)
         ctx = context_from_args(args)
+        if args.merge is not None:
+            return _merge(ctx, args.merge)
         validate_context(ctx)
+        if args.plan:
+            return _plan(ctx, names)
+        open_executor(ctx, args.threads)
     except ValueError as e:  # UsageError, UnknownExperimentError
         return _usage_error(ap.prog, e)
+    try:
+        return _run_all(ctx, names, args.keep_going)
+    finally:
+        close_executor(ctx)
+
+
+def _merge(ctx: ExpContext, sources: list[str]) -> int:
+    from tl_thinktok.reproduce.distributed import merge_runs
+
+    srcs = [Path(x) for x in sources] or sorted(ctx.run_dir.glob("shard-*-of-*"))
+    if not srcs:
+        raise UsageError(f"--merge: no shard run roots (shard-i-of-N) under {ctx.run_dir}")
+    try:
+        rep = merge_runs(srcs, ctx.run_dir)
+    except (OSError, RuntimeError) as e:
+        raise UsageError(f"--merge: {e}") from e
+    print(
+        f"[reproduce] merged {len(srcs)} shard roots into {ctx.run_dir}: {len(rep.runs)} run "
+        f"directories, {rep.added} results added, {rep.already} already there, {rep.files} side "
+        f"files; now run the same command without --shard/--merge to write the figures",
+        flush=True,
+    )
+    return 0
+
+
+def _plan(ctx: ExpContext, names: list[str]) -> int:
+    from tl_thinktok.reproduce.distributed import make_plan
+
+    plan = make_plan(ctx, names)
+    print(plan.to_text(), flush=True)
+    if ctx.workers:
+        print(f"with --workers {ctx.workers}: about {plan.device_hours / ctx.workers:,.2f} h")
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    plan.save(ctx.out / "plan.json")
+    return 0
+
+
+def _run_all(ctx: ExpContext, names: list[str], keep_going: bool) -> int:
+    from tl_thinktok.reproduce.distributed import ShardPending
+
     timings: dict[str, float] = {}
     failed: list[str] = []
+    pending: list[str] = []
     t0 = time.perf_counter()
     for name in names:
         print(f"[reproduce] {name} ...", flush=True)
         try:
             s = run_one(ctx, name)
+        except ShardPending as e:
+            pending.append(name)
+            print(f"[reproduce] {name}: this shard's part is done ({e})", flush=True)
+            continue
         except Exception as e:
             failed.append(name)
             print(f"[reproduce] {name} FAILED: {type(e).__name__}: {e}", file=sys.stderr)
-            if not args.keep_going:
+            if not keep_going:
                 raise
             continue
         timings[name] = s.seconds
         print(f"[reproduce] {name} done in {s.seconds:.1f} s", flush=True)
+    if ctx.shard is not None:
+        i, n = ctx.shard
+        print(
+            f"[reproduce] shard {i}/{n} done in {time.perf_counter() - t0:.1f} s; when every "
+            f"shard is done: tl-thinktok reproduce --merge (same --run-dir), then the same "
+            f"command without --shard",
+            flush=True,
+        )
+        return 1 if failed else 0
     total = time.perf_counter() - t0
     sizes = {k: ctx.size(k) for k in SIZES[("organism", "full")]}
     save_json(
@@ -284,6 +499,7 @@ def reproduce_main(argv: Sequence[str] | None = None) -> int:
             "base_model": ctx.base_model,
             "device": ctx.device or "cpu",
             "threads": torch.get_num_threads(),
+            "workers": ctx.workers or 0,
             "sizes": sizes,
         },
     )
