@@ -5,6 +5,12 @@ per finished item, appended with flush + fsync as soon as the item finishes. Reo
 directory with the same configuration skips finished items; a truncated last line (a process
 killed mid-write) is repaired on open; a different configuration is refused with a clear error.
 
+Pending items go through one path, :meth:`RunDir.evaluate` (used by :meth:`RunDir.map` and
+:meth:`RunDir.map_batched`): serially in this process by default, or by the run's ``executor``
+(Ray actors or one shard of a job array, :mod:`tl_thinktok.reproduce.distributed`). Either way
+this process stays the only writer of the directory: a result may carry side files as bytes
+(:class:`WithFiles`), written (atomically) before its line is appended.
+
 Example:
     >>> from tl_thinktok.runs import RunDir
     >>> run = RunDir.open("runs/demo", {"model": "organism", "n": 3, "seed": 0})
@@ -24,7 +30,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tl_thinktok._io import atomic_write_text
 from tl_thinktok._validate import check_int
@@ -37,6 +43,42 @@ RESULTS_FILE = "results.jsonl"
 
 class ConfigMismatchError(ValueError):
     """A run directory already holds a run with a different configuration."""
+
+
+@dataclass
+class WithFiles:
+    """A result plus side files (run-directory-relative name → bytes) to write before it.
+
+    Example:
+        >>> WithFiles({"n": 1}, {"resid/a.safetensors": b"..."}).result
+        {'n': 1}
+    """
+
+    result: Any
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+#: One pending work item: (key, item).
+Pending = tuple[str, Any]
+
+
+class Executor(Protocol):
+    """Evaluates the pending items of a run (see :meth:`RunDir.evaluate`)."""
+
+    def evaluate(
+        self,
+        run: RunDir,
+        todo: list[Pending],
+        fn: Callable[[list[Any]], list[Any]],
+        batch_size: int,
+        all_items: list[Pending],
+        cost: Callable[[Any], float] | None,
+        store: Callable[[str, Any], None],
+        desc: str,
+        progress: bool,
+    ) -> None:
+        """Call ``store(key, result)`` (in this process) for every item of ``todo``."""
+        ...
 
 
 def _canonical(obj: Any) -> Any:
@@ -85,11 +127,13 @@ class RunDir:
         path: the directory.
         config: the run's configuration (JSON-serialisable; include every seed).
         results: finished results by key, in completion order.
+        executor: evaluates pending items (``None`` = serially in this process).
     """
 
     path: Path
     config: dict[str, Any]
     results: dict[str, Any] = field(default_factory=dict)
+    executor: Executor | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(cls, path: str | Path, config: dict[str, Any]) -> RunDir:
@@ -202,47 +246,23 @@ class RunDir:
             os.fsync(f.fileno())
         self.results[key] = json.loads(line)["result"]
 
-    def map(
-        self,
-        items: Iterable[T],
-        key: Callable[[T], str],
-        fn: Callable[[T], Any],
-        desc: str | None = None,
-        progress: bool = True,
-    ) -> list[Any]:
-        """Run ``fn`` on every item not yet finished; return all results in ``items`` order.
+    def store(self, key: str, result: Any) -> None:
+        """Write a result's side files (if a :class:`WithFiles`), then append the result."""
+        if isinstance(result, WithFiles):
+            for name, data in result.files.items():
+                target = self.artifact(name)
+                if not target.resolve().is_relative_to(self.path.resolve()):
+                    raise ValueError(f"side file {name!r} lies outside the run directory")
+                tmp = target.with_name(f".{target.name}.tmp")
+                with tmp.open("wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                tmp.replace(target)
+            result = result.result
+        self.append(key, result)
 
-        Args:
-            items: the work list.
-            key: item → unique string key.
-            fn: item → JSON-serialisable result (appended as soon as it returns).
-            desc: progress bar label.
-            progress: show a tqdm progress bar.
-
-        Example:
-            >>> run.map([1, 2], key=str, fn=lambda i: i + 1)  # doctest: +SKIP
-        """
-        items = list(items)
-        keys = [key(it) for it in items]
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"duplicate item keys in run {self.path}")
-        todo = [(k, it) for k, it in zip(keys, items, strict=True) if k not in self.results]
-        if todo:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                todo,
-                desc=desc or self.path.name,
-                disable=not progress,
-                initial=len(items) - len(todo),
-                total=len(items),
-                leave=False,
-            )
-            for k, it in bar:
-                self.append(k, fn(it))
-        return [self.results[k] for k in keys]
-
-    def map_batched(
+    def evaluate(
         self,
         items: Iterable[T],
         key: Callable[[T], str],
@@ -250,12 +270,24 @@ class RunDir:
         batch_size: int,
         desc: str | None = None,
         progress: bool = True,
+        cost: Callable[[T], float] | None = None,
     ) -> list[Any]:
-        """Like :meth:`map`, but ``fn`` takes a batch of unfinished items and returns one result
-        per item; each is appended as soon as its batch returns.
+        """Evaluate the unfinished items in batches; return all results in ``items`` order.
 
-        Example:
-            >>> run.map_batched(range(5), str, lambda b: [i * 2 for i in b], 2)  # doctest: +SKIP
+        The one path of pending work: serially here, in order, ``batch_size`` items per call, or
+        by ``self.executor`` (which may evaluate elsewhere, but results are stored here).
+
+        Args:
+            items: the work list.
+            key: item → unique string key.
+            fn: batch of items → one JSON-serialisable result (or :class:`WithFiles`) per item.
+            batch_size: items per ``fn`` call.
+            desc: progress bar label.
+            progress: show a tqdm progress bar.
+            cost: item → expected cost (e.g. tokens), for balancing work across workers.
+
+        Raises:
+            ValueError: duplicate keys, or ``fn`` returned the wrong number of results.
         """
         batch_size = check_int("batch_size", batch_size, low=1)
         items = list(items)
@@ -263,7 +295,21 @@ class RunDir:
         if len(set(keys)) != len(keys):
             raise ValueError(f"duplicate item keys in run {self.path}")
         todo = [(k, it) for k, it in zip(keys, items, strict=True) if k not in self.results]
-        if todo:
+        if todo and self.executor is not None:
+            self.executor.evaluate(
+                self,
+                todo,
+                fn,
+                batch_size,
+                all_items=list(zip(keys, items, strict=True)),
+                cost=cost,
+                store=self.store,
+                desc=desc or self.path.name,
+                progress=progress,
+            )
+            if hasattr(self.executor, "finish"):
+                self.executor.finish(self, keys)
+        elif todo:
             from tqdm.auto import tqdm
 
             bar = tqdm(
@@ -275,22 +321,80 @@ class RunDir:
             )
             for s in range(0, len(todo), batch_size):
                 chunk = todo[s : s + batch_size]
-                results = fn([it for _, it in chunk])
-                if len(results) != len(chunk):
-                    raise ValueError(
-                        f"batch function returned {len(results)} results for {len(chunk)} items"
-                    )
+                results = check_batch(fn([it for _, it in chunk]), len(chunk))
                 for (k, _), r in zip(chunk, results, strict=True):
-                    self.append(k, r)
+                    self.store(k, r)
                 bar.update(len(chunk))
             bar.close()
         return [self.results[k] for k in keys]
+
+    def map(
+        self,
+        items: Iterable[T],
+        key: Callable[[T], str],
+        fn: Callable[[T], Any],
+        desc: str | None = None,
+        progress: bool = True,
+        cost: Callable[[T], float] | None = None,
+    ) -> list[Any]:
+        """Run ``fn`` on every item not yet finished; return all results in ``items`` order.
+
+        Args:
+            items: the work list.
+            key: item → unique string key.
+            fn: item → JSON-serialisable result (appended as soon as it returns).
+            desc: progress bar label.
+            progress: show a tqdm progress bar.
+            cost: item → expected cost, for balancing work across workers.
+
+        Example:
+            >>> run.map([1, 2], key=str, fn=lambda i: i + 1)  # doctest: +SKIP
+        """
+        return self.evaluate(
+            items, key, _PerItem(fn), batch_size=1, desc=desc, progress=progress, cost=cost
+        )
+
+    def map_batched(
+        self,
+        items: Iterable[T],
+        key: Callable[[T], str],
+        fn: Callable[[list[T]], list[Any]],
+        batch_size: int,
+        desc: str | None = None,
+        progress: bool = True,
+        cost: Callable[[T], float] | None = None,
+    ) -> list[Any]:
+        """Like :meth:`map`, but ``fn`` takes a batch of unfinished items and returns one result
+        per item; each is appended as soon as its batch returns.
+
+        Example:
+            >>> run.map_batched(range(5), str, lambda b: [i * 2 for i in b], 2)  # doctest: +SKIP
+        """
+        return self.evaluate(items, key, fn, batch_size, desc=desc, progress=progress, cost=cost)
 
     def artifact(self, name: str) -> Path:
         """Path for a side file (tensors, plots) inside the run directory (parent created)."""
         p = self.path / name
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
+
+
+@dataclass(frozen=True)
+class _PerItem:
+    """A per-item function as a batch function (picklable when ``fn`` is)."""
+
+    fn: Callable[[Any], Any]
+
+    def __call__(self, batch: list[Any]) -> list[Any]:
+        return [self.fn(it) for it in batch]
+
+
+def check_batch(results: Any, n: int) -> list[Any]:
+    """``results`` as a list of ``n`` results of a batch function (else a ValueError)."""
+    results = list(results)
+    if len(results) != n:
+        raise ValueError(f"batch function returned {len(results)} results for {n} items")
+    return results
 
 
 def finite(x: Any) -> bool:

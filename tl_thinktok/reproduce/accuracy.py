@@ -83,6 +83,8 @@ KIND_BUDGET = {"suppression": "suppression", "recycling": "rr", "ttts": "ttts_ba
 def accuracy_run(ctx: ExpContext, kind: str, extra: dict[str, Any]) -> RunDir:
     """A resumable run directory for an accuracy experiment of ``ctx.model``.
 
+    Its pending items are evaluated by ``ctx.executor`` (serially when ``None``).
+
     Its ``max_new_tokens`` is the budget of ``kind`` (:data:`KIND_BUDGET`; else the running
     experiment's).
     """
@@ -96,7 +98,9 @@ def accuracy_run(ctx: ExpContext, kind: str, extra: dict[str, Any]) -> RunDir:
         "max_new_tokens": ctx.budget(budget) if budget else ctx.size("max_new_tokens"),
         **extra,
     }
-    return open_run(ctx.run_dir, ctx.model, kind, cfg)
+    run = open_run(ctx.run_dir, ctx.model, kind, cfg)
+    run.executor = ctx.executor  # pending items: serial, Ray workers or one shard
+    return run
 
 
 def generate_and_grade(

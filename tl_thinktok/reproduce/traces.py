@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +31,7 @@ from tl_thinktok.loading import model_fingerprint
 from tl_thinktok.mi import hsic_nocco
 from tl_thinktok.peaks import STAT_FIELDS, find_peaks, trace_stats
 from tl_thinktok.reproduce.rundirs import open_run, slug
-from tl_thinktok.runs import RunDir
+from tl_thinktok.runs import RunDir, WithFiles
 from tl_thinktok.trace import SIGMA, MITrace, load_residuals, trace_steps
 
 __all__ = ["TraceSet", "TraceSettings", "compute_mi", "peak_indices", "trace_pass",
@@ -113,14 +114,16 @@ def trace_stats_dict(mi_values: Sequence[float]) -> dict[str, Any]:
 
 
 def _trace_batch(
-    cfg: TraceSettings,
-    model: Any,
-    name: str,
-    dataset: str,
-    items: list[Item],
-    run: RunDir,
-    max_new: int,
-) -> list[dict[str, Any]]:
+    cfg: TraceSettings, name: str, dataset: str, max_new: int, items: list[Item]
+) -> list[WithFiles]:
+    """One batch of the trace pass: records, with the residuals as safetensors bytes.
+
+    Pure (writes nothing): it may run in a Ray worker; the run directory's process writes
+    ``resid/<id>.safetensors`` and then the record.
+    """
+    from safetensors.torch import save
+
+    model = cfg.load(name)
     fam = cfg.family(name)
     trace_fam = fam if fam == "organism" else "raw"
     prompts = [encode(model, prompt_for(trace_fam, it.question)) for it in items]
@@ -143,9 +146,16 @@ def _trace_batch(
             correct=bool(grade(dataset, text, item.answer)),
             model=name,
         )
-        tr.save_residuals(run.artifact(residual_name(item.id)))
-        out.append(tr.to_dict())
+        if tr.residuals is None or tr.answer_rep is None:  # pragma: no cover - kept above
+            raise RuntimeError(f"trace {item.id!r} kept no residuals")
+        tensors = {"resid": tr.residuals.contiguous(), "answer": tr.answer_rep.contiguous()}
+        out.append(WithFiles(tr.to_dict(), {residual_name(item.id): save(tensors)}))
     return out
+
+
+def expected_trace_cost(item: Item) -> float:
+    """Expected length of a problem's trace (characters of its question and gold solution)."""
+    return float(len(item.question) + len(item.solution or ""))
 
 
 def trace_pass(cfg: TraceSettings, name: str, dataset: str, n: int) -> TraceSet:
@@ -175,14 +185,15 @@ def trace_pass(cfg: TraceSettings, name: str, dataset: str, n: int) -> TraceSet:
     }
     run = open_run(cfg.run_dir, name, f"traces-{slug(dataset)}", config)
     items = load_dataset(dataset, n=n, seed=cfg.seed)
-    model = cfg.load(name)
+    run.executor = getattr(cfg, "executor", None)
     recs = run.map_batched(
         items,
         key=lambda it: it.id,
-        fn=lambda batch: _trace_batch(cfg, model, name, dataset, batch, run, max_new),
+        fn=partial(_trace_batch, cfg, name, dataset, max_new),
         batch_size=cfg.size("batch_size"),
         desc=f"traces {slug(name)}",
         progress=cfg.progress,
+        cost=expected_trace_cost,
     )
     return TraceSet(
         model=name, dataset=dataset, traces=[MITrace.from_dict(r) for r in recs], run=run
