@@ -113,3 +113,78 @@ def test_token_baseline_is_leave_one_trace_out():
     assert sc[2][4] == pytest.approx(2 / 12)  # token 8 unseen elsewhere: the others' peak rate
     pos = baseline_scores([a, b, c])["position"]
     assert all(len(p) == 6 for p in pos)
+
+
+def test_answer_specific_steps_and_swapped_null():
+    from tl_thinktok.reproduce.experiments import answer_control as ac
+
+    rng = np.random.default_rng(1)
+    others = rng.random((19, 30))
+    own = rng.random(30)
+    own[[3, 17]] = 5.0
+    sp = ac.specific_steps(own, others)
+    assert sp[3] and sp[17]
+    ref = np.array([own[t] > np.percentile(others[:, t], 95) for t in range(30)])
+    assert (sp == ref).all()
+    # swapped null: other j plays "own" against own + the rest
+    pk = [[0, 5]] + [[] for _ in range(18)]
+    others[0, [0, 5]] = 9.0
+    hits, total = ac.swapped_peak_counts(own, others, pk)
+    assert (hits, total) == (2, 2)
+    row = ac.trace_row("x", own, others, [3, 17])
+    assert row["specific_peak_rate"] == 1.0 and row["n_peaks"] == 2
+    assert math.isnan(ac.trace_row("y", own, others, [])["specific_peak_rate"])  # no peaks: NaN
+
+
+def test_other_answers_are_other_problems():
+    from tl_thinktok.reproduce.experiments.answer_control import choose_others
+
+    rng = np.random.default_rng(0)
+    answers = ["1", "2", "1", "3", "4"]
+    for _ in range(10):
+        picked = choose_others(answers, 0, 3, rng)
+        assert len(picked) == 3 and 0 not in picked and 2 not in picked  # same answer excluded
+    assert choose_others(["1", "1"], 0, 3, rng) == []
+
+
+def _write(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_user_jsonl_fields_and_errors_name_file_and_line(tmp_path):
+    from tl_thinktok.datasets import grade, load_dataset, user_dataset
+
+    recs = [{"problem": "Q: 2 + 3 = ?", "final": 5}, {"problem": "Q: 1 + 1 = ?", "final": "2"}]
+    good = _write(tmp_path / "qa.jsonl", [json.dumps(recs[0]), "", json.dumps(recs[1])])
+    spec = user_dataset(good, "problem", "final")
+    items = load_dataset(spec)
+    assert [(i.question, i.answer, i.solution) for i in items] == [
+        ("Q: 2 + 3 = ?", "5", "5"), ("Q: 1 + 1 = ?", "2", "2")]  # fmt: skip
+    assert [i.id for i in items] == ["qa-1", "qa-3"]
+    assert grade(spec, "so \\boxed{5}", "5") and not grade(spec, "\\boxed{6}", "5")
+    assert user_dataset(good) == str(good.resolve())  # default fields: the path itself
+    bad = _write(tmp_path / "bad.jsonl", [json.dumps({"problem": "a", "final": 1}), "{oops"])
+    with pytest.raises(ValueError, match=r"bad\.jsonl line 2: not valid JSON"):
+        load_dataset(user_dataset(bad, "problem", "final"))
+    missing = _write(tmp_path / "m.jsonl", [json.dumps({"problem": "a", "final": 1}),
+                                            json.dumps({"problem": "b"})])  # fmt: skip
+    with pytest.raises(ValueError, match=r"m\.jsonl line 2: field 'final'"):
+        load_dataset(user_dataset(missing, "problem", "final"))
+    with pytest.raises(ValueError, match="field 'question'"):
+        load_dataset(str(good))  # default field names are not in this file
+
+
+def test_reproduce_refuses_a_malformed_user_file_before_writing(tmp_path, capsys):
+    from tl_thinktok.reproduce.cli import reproduce_main
+
+    bad = _write(tmp_path / "bad.jsonl", [json.dumps({"q": "a", "a": 1}), "[1, 2]"])
+    out = tmp_path / "out"
+    rc = reproduce_main(["--quick", "--only", "table3", "--dataset", str(bad), "--question-field",
+                         "q", "--answer-field", "a", "--out", str(out), "--run-dir",
+                         str(tmp_path / "runs"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad.jsonl line 2" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+    rc = reproduce_main(["--only", "table3", "--question-field", "q", "--out", str(out)])
+    assert rc == 2 and "need --dataset" in capsys.readouterr().err

@@ -34,6 +34,8 @@ EXPERIMENTS: dict[str, str] = {
     "figs9_20": "figs9_20",
     "theorem_bounds": "theorem_bounds",
     "peaks_robustness": "peaks_robustness",
+    "answer_control": "answer_control",
+    "table3": "table3",
 }
 
 #: Experiment name → its thin script in a checkout's ``experiments/`` (for help texts only).
@@ -48,6 +50,8 @@ SCRIPTS: dict[str, str] = {
     "figs9_20": "figs9_20_trajectory_grids.py",
     "theorem_bounds": "theorem_bounds.py",
     "peaks_robustness": "peaks_robustness.py",
+    "answer_control": "answer_control.py",
+    "table3": "table3_datasets.py",
 }
 
 #: Other names of experiments (paper figure / table numbers).
@@ -56,6 +60,7 @@ ALIASES: dict[str, str] = {
     "table2": "fig3_table2",
     "fig8": "fig4",
     "bounds": "theorem_bounds",
+    "answers": "answer_control",
 }
 
 

@@ -1,0 +1,131 @@
+"""Table 3: AOM and peak statistics per dataset (the paper's Table 3 reports AOM on GPQA / MedQA,
+which cannot be bundled: pass any JSONL with ``--dataset path.jsonl --question-field ...
+--answer-field ...``).
+
+Datasets: the trace dataset (``--dataset``: a bundled name or a user JSONL file) and the bundled
+ones for the model kind: the organism's own task and GSM8K (out of distribution for the organism:
+its vocabulary misses many GSM8K words), or GSM8K / MATH-500 / AIME24 for a real model. Per
+dataset: one trace pass (cached), then the means over traces of #peaks, #steps, ratio, intervals,
+mean / std of MI and AOM, each with the number of traces where it is defined (NaN if none).
+
+Every dataset is read before anything is computed (a malformed line of a user file is an error
+naming file and line) and the outputs are written at the end, atomically.
+
+Run alone: ``python -m tl_thinktok reproduce --only table3 --dataset my.jsonl --question-field
+problem --answer-field answer``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tl_thinktok.datasets import is_user_dataset, load_dataset
+from tl_thinktok.peaks import STAT_FIELDS, aggregate
+from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.outputs import (
+    Summary,
+    count_key,
+    nanmean_n,
+    save_csv,
+    save_fig,
+    save_json,
+)
+from tl_thinktok.reproduce.rundirs import slug
+from tl_thinktok.reproduce.traces import trace_pass
+
+NAME = "table3"
+#: Bundled datasets per model kind (besides ``--dataset``).
+BUNDLED = {"organism": ["organism", "gsm8k"], "hf": ["gsm8k", "math500", "aime24"]}
+#: Traces per extra dataset (full / quick); the trace dataset keeps ``n_traces``.
+N_EXTRA = {"full": 30, "quick": 3}
+
+
+def datasets_of(ctx: ExpContext) -> list[str]:
+    """The trace dataset first, then the bundled ones of the model kind (no repeats)."""
+    names = [ctx.dataset] + BUNDLED["organism" if ctx.is_organism else "hf"]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def label(ds: str) -> str:
+    """Short display name of a dataset (a user file: its file name)."""
+    return slug(ds.split("#", 1)[0]) if is_user_dataset(ds) else ds
+
+
+def dataset_row(ds: str, traces: list) -> dict:
+    """Table 3 row of one dataset: :func:`tl_thinktok.peaks.aggregate` plus accuracy."""
+    agg = aggregate([t.stats() for t in traces])
+    row: dict = {"dataset": label(ds), "spec": ds, "n_traces": len(traces)}
+    for f in STAT_FIELDS:
+        row[f], row[f"{f}_n"] = agg[f], int(agg[f"{f}_n"])
+    row["accuracy"], row["accuracy_n"] = nanmean_n(
+        [None if t.correct is None else float(t.correct) for t in traces]
+    )
+    return row
+
+
+def run(ctx: ExpContext) -> Summary:
+    import matplotlib.pyplot as plt
+
+    names = datasets_of(ctx)
+    for ds in names:  # read every dataset first: a bad file fails before any work
+        load_dataset(ds, n=1, seed=ctx.seed)
+    n_traces = ctx.size("n_traces")
+    rows = []
+    for ds in names:
+        if ds == ctx.dataset:
+            ts = ctx.traces("model")
+        else:
+            ts = trace_pass(ctx, ctx.model, ds, min(n_traces, N_EXTRA[ctx.mode]))
+        rows.append(dataset_row(ds, ts.traces))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 0.9 + 0.45 * len(rows)),
+                                 gridspec_kw={"width_ratios": [2.2, 1]})  # fmt: skip
+    a1.axis("off")
+
+    def cell(r, f, fmt):
+        v = r[f]
+        return "n/a" if not np.isfinite(v) else format(v, fmt)
+
+    cells = [[r["dataset"], str(r["n_traces"]), cell(r, "n_peaks", ".2f"),
+              cell(r, "n_steps", ".1f"), f"{100 * r['ratio']:.2f}%", cell(r, "mean", ".4f"),
+              f"{cell(r, 'aom', '.3f')} (n={r['aom_n']})", cell(r, "accuracy", ".2f")]
+             for r in rows]  # fmt: skip
+    t = a1.table(cellText=cells, loc="center",
+                 colLabels=["dataset", "traces", "#peaks", "#steps", "ratio", "mean MI", "AOM",
+                            "acc."])  # fmt: skip
+    t.auto_set_font_size(False)
+    t.set_fontsize(8)
+    a1.set_title(f"Table 3: peaks and AOM per dataset ({ctx.model})", fontsize=9)
+    xs = np.arange(len(rows))
+    aom = [r["aom"] if np.isfinite(r["aom"]) else 0.0 for r in rows]
+    a2.bar(xs, aom, color="tab:red")
+    for x, r in zip(xs, rows, strict=True):
+        a2.text(x, aom[x], "n/a" if not np.isfinite(r["aom"]) else f"n={r['aom_n']}",
+                ha="center", va="bottom", fontsize=7)  # fmt: skip
+    a2.set_xticks(xs, [r["dataset"] for r in rows], rotation=30, fontsize=7)
+    a2.set_ylabel("AOM (mean over traces with peaks)")
+    fig.tight_layout()
+    files = [
+        save_fig(ctx.out, NAME, fig),
+        save_json(ctx.out, NAME, {"model": ctx.model, "rows": rows}),
+        save_csv(ctx.out, NAME, rows),
+    ]
+    numbers: dict = {}
+    for r in rows:
+        d = r["dataset"]
+        numbers[f"{d}: peaks/steps"] = f"{r['n_peaks']:.2f} / {r['n_steps']:.1f}"
+        numbers[f"{d}: AOM"] = r["aom"]
+        numbers[count_key(f"{d}: AOM")] = r["aom_n"]
+        numbers[f"{d}: mean MI"] = r["mean"]
+    return Summary(
+        name=NAME,
+        title="AOM and peak statistics per dataset (paper Table 3)",
+        model=ctx.model,
+        dataset=", ".join(r["dataset"] for r in rows),
+        numbers=numbers,
+        paper="Table 3 (v2) reports AOM on GPQA and MedQA (not bundled; pass them as JSONL with "
+        "--dataset path.jsonl --question-field ... --answer-field ...).",
+        notes="Means over traces; AOM, intervals over the traces where defined (n), NaN if none. "
+        f"Extra datasets use {N_EXTRA[ctx.mode]} traces (or n_traces if fewer)"
+        + ("; GSM8K is out of distribution for the organism." if ctx.is_organism else "."),
+        files=files,
+    )
