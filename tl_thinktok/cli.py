@@ -7,6 +7,8 @@ Subcommands:
         Run the paper's experiments (:func:`tl_thinktok.reproduce.cli.reproduce_main`).
     train-organism ...
         Train the bundled model organism pair (``tl_thinktok.organism.train.main``).
+    trace --model M --dataset D --index I --out report.html
+        One problem, traced, as a self-contained HTML report (``tl_thinktok.report.cli.main``).
 
 Bad input (an unknown model, a bad option) is one line on stderr and exit status 2.
 
@@ -26,6 +28,7 @@ from typing import Any, NoReturn
 _DISPATCH = {
     "reproduce": ("tl_thinktok.reproduce.cli", "reproduce_main"),
     "train-organism": ("tl_thinktok.organism.train", "main"),
+    "trace": ("tl_thinktok.report.cli", "main"),
 }
 
 
@@ -96,7 +99,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser (``info``, ``reproduce``, ``train-organism``)."""
+    """The argparse parser (``info``, ``reproduce``, ``train-organism``, ``trace``)."""
     parser = _Parser(
         prog="tl-thinktok",
         description="Thinking tokens as information peaks, on TransformerLens models.",
@@ -121,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser("train-organism", help="train the bundled model organism pair", add_help=False)
+    sub.add_parser(
+        "trace", help="trace one problem into a self-contained HTML report", add_help=False
+    )
     return parser
 
 

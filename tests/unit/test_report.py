@@ -318,3 +318,41 @@ def test_load_item_from_a_file(tmp_path):
     first, second = load_item(str(data), 0), load_item(str(data), 1)
     assert (first.answer, first.solution, first.id) == ("4", "4", "mine-0")
     assert (second.answer, second.solution, second.id) == ("6", "3 + 3 = 6", "b")
+
+
+def test_trace_is_a_tl_thinktok_subcommand(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.html"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tl_thinktok",
+            "trace",
+            "--model",
+            "organism",
+            "--dataset",
+            "aime24",
+            "--index",
+            "99",
+            "--out",
+            str(out),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "tl-thinktok trace: error: index 99 is outside dataset aime24 (30 items: 0..29)"
+    )
+    assert not out.exists()
+    helped = subprocess.run(
+        [sys.executable, "-m", "tl_thinktok", "trace", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert helped.returncode == 0 and "--dataset" in helped.stdout
