@@ -16,13 +16,26 @@ from tl_thinktok.generation import (
     greedy_batch,
     max_new_tokens_room,
 )
+from tl_thinktok.hosts import supported_hosts
 
 N_CTX = 12
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A random HookedTransformer with a 12-token context and a real tokenizer."""
+@pytest.fixture(scope="module", params=list(supported_hosts()))
+def tiny(request, tmp_path_factory):
+    """A random model with a 12-token context and a real tokenizer, on each available host."""
+    if request.param == "bridge":  # a random Qwen2 whose config declares a 12-token context
+        import json
+
+        from tl_thinktok.loading import load_model
+        from tl_thinktok.testing.models import make_random_hf_model
+
+        path = make_random_hf_model(tmp_path_factory.mktemp("ctx12"), "qwen2", n_layers=1)
+        cfg = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps({**cfg, "max_position_embeddings": N_CTX}))
+        model = load_model(path, host="bridge")
+        assert model.cfg.n_ctx == N_CTX
+        return model
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     from tl_thinktok.testing.models import make_tokenizer

@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 
+from tl_thinktok.hosts import supported_hosts
 from tl_thinktok.loading import (
     LoadInfo,
     bundled_model_dir,
@@ -126,6 +127,8 @@ def test_load_info_round_trip(tmp_path):
 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3", "llama"])
 def test_tl_config_mirrors_hf_config(arch):
+    if "hooked" not in supported_hosts():  # its TL 4 error: tests/unit/test_tl_version.py
+        pytest.skip("HookedTransformerConfig is TransformerLens 3.x only")
     import transformers
 
     common = dict(
