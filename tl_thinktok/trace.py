@@ -36,14 +36,26 @@ from torch import Tensor
 from tl_thinktok import generation
 from tl_thinktok._io import JsonIO, atomic_write_text, to_jsonable
 from tl_thinktok._validate import as_token_ids, check_bool, check_float, check_int
-from tl_thinktok.mi import hsic_nocco
+from tl_thinktok.interventions.base import attach_all
+from tl_thinktok.mi import HSIC
 from tl_thinktok.peaks import TraceStats, find_peaks, trace_stats
-from tl_thinktok.probe import MIProbe, answer_representation, step_residuals
+from tl_thinktok.probe import (
+    MIProbe,
+    answer_representation,
+    last_residuals_batch,
+    step_residuals,
+    step_residuals_batch,
+)
 
 __all__ = ["MITrace", "residual_file", "strip_eos", "trace_steps"]
 
 #: Reference bandwidth of the paper's NOCCO estimator.
 SIGMA = 50.0
+#: Routes of :meth:`MITrace.batch_from_model` (the first is the default: the fastest measured).
+ROUTES = ("capture", "teacher")
+#: MI and norms are computed over chunks of at most this many bytes of float64 step states, so a
+#: long trace never gets a whole float64 copy (docs/performance.md, "Memory").
+_STREAM_BYTES = 64 * 2**20
 _META = ("id", "question", "answer", "text", "correct", "model")
 
 
@@ -73,10 +85,13 @@ def _states(t: Tensor) -> Tensor:
 def _analyse(
     resid: Float[Tensor, "step d"], answer: Float[Tensor, " d"], sigma: float
 ) -> tuple[np.ndarray, list[int], np.ndarray]:
-    """MI trajectory (float64), its peaks and the residual norms of CPU states."""
-    mi = hsic_nocco(resid, answer, sigma=sigma).cpu().numpy()
+    """MI trajectory (float64), its peaks and the residual norms of CPU states (streamed)."""
+    est = HSIC(answer, sigma=sigma)  # the answer side is factorised once for all chunks
+    step = max(1, _STREAM_BYTES // (8 * resid.shape[-1]))
+    chunks = [resid[i : i + step] for i in range(0, resid.shape[0], step)]
+    mi = torch.cat([est(c) for c in chunks]).cpu().numpy()
     peaks = find_peaks(torch.as_tensor(mi, dtype=torch.float64))
-    norms = resid.double().norm(dim=-1).numpy()
+    norms = torch.cat([c.double().norm(dim=-1) for c in chunks]).numpy()
     return mi, peaks, norms
 
 
@@ -282,6 +297,118 @@ class MITrace(JsonIO):
             keep_residuals=keep_residuals,
             **meta,
         )
+
+    @classmethod
+    def batch_from_model(
+        cls,
+        model: Any,
+        prompts: Sequence[str | Sequence[int]],
+        answer_texts: Sequence[str],
+        /,
+        *,
+        layer: int = -1,
+        max_new_tokens: int = 256,
+        sigma: float = SIGMA,
+        bos: bool | None = None,
+        keep_residuals: bool = False,
+        drop_eos: bool = False,
+        route: str = "capture",
+        meta: Sequence[dict[str, Any]] | None = None,
+    ) -> list[MITrace]:
+        """:meth:`from_model` for many prompts: ONE batched greedy generation (left padding).
+
+        Trace ``i`` has the tokens of ``from_model(model, prompts[i], answer_texts[i], ...)``
+        and its MI within float32 round-off (tested on both hosts).
+
+        Routes for the step states ``h_t`` (benchmarked in tests/benchmarks/test_bench_trace.py):
+
+        * ``"capture"`` (default): an :class:`~tl_thinktok.probe.MIProbe` records them during
+          generation; no second pass, and the memory is the residuals themselves (a
+          teacher-forced pass over a 16k-token trace would need the full attention matrix);
+        * ``"teacher"``: one right-padded teacher-forced pass over all traces afterwards
+          (:func:`~tl_thinktok.probe.step_residuals_batch`), the definition of
+          :meth:`from_tokens`.
+
+        The answer representations come from one batched pass
+        (:func:`~tl_thinktok.probe.last_residuals_batch`).
+
+        Args:
+            model: HookedTransformer or TransformerBridge with a tokenizer.
+            prompts: prompt texts or id lists.
+            answer_texts: gold solution text per prompt (``h_y``).
+            layer: block of ``h_t`` and ``h_y``.
+            max_new_tokens: generation budget per prompt (clipped to the model's context).
+            sigma: estimator bandwidth.
+            bos: BOS policy for text prompts and answers (``None`` = the model's default).
+            keep_residuals: keep ``h_t`` / ``h_y`` on each trace.
+            drop_eos: drop a final EOS step (as :meth:`from_model`).
+            route: ``"capture"`` or ``"teacher"``.
+            meta: per prompt, metadata fields (``id``, ``question``, ``answer``, ``text``,
+                ``correct``, ``model``); ``text`` defaults to the decoded generation.
+
+        Returns:
+            One trace per prompt, in order.
+
+        Raises:
+            ValueError: lists of different lengths, an empty answer text, an unknown route, a
+                sequence longer than the context.
+
+        Example:
+            >>> trs = MITrace.batch_from_model(
+            ...     model, ["Q: 2+3?", "Q: 4+4?"], ["2+3=5", "4+4=8"], max_new_tokens=32
+            ... )  # doctest: +SKIP
+        """
+        if route not in ROUTES:
+            raise ValueError(f"unknown route {route!r}; expected one of {ROUTES}")
+        check_int("max_new_tokens", max_new_tokens, low=1)
+        drop_eos = check_bool("drop_eos", drop_eos)
+        prompts, answer_texts = list(prompts), list(answer_texts)
+        metas = [dict(m) for m in meta] if meta is not None else [{} for _ in prompts]
+        if not len(prompts) == len(answer_texts) == len(metas):
+            raise ValueError(
+                f"got {len(prompts)} prompts, {len(answer_texts)} answer texts and {len(metas)} "
+                "metadata dicts; give one of each per trace"
+            )
+        if not prompts:
+            return []
+        ids = [
+            as_token_ids(
+                generation.encode(model, p, bos=bos) if isinstance(p, str) else p,
+                name="prompt",
+                allow_empty=False,
+            )
+            for p in prompts
+        ]
+        answers = []
+        for text in answer_texts:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("answer_text must be a non-empty string (the gold solution)")
+            a = generation.encode(model, text, bos=bos)
+            generation.check_prompt_length(model, len(a), what="answer text")
+            answers.append(a)
+        if route == "capture":
+            probe = MIProbe(layer)
+            with attach_all(model, probe):
+                news = generation.greedy_batch(model, ids, max_new_tokens)
+            gens = [trace_steps(model, n, drop_eos=drop_eos) for n in news]
+            resid = [probe.row_residuals(i, len(g)) for i, g in enumerate(gens)]
+        else:
+            news = generation.greedy_batch(model, ids, max_new_tokens)
+            gens = [trace_steps(model, n, drop_eos=drop_eos) for n in news]
+            full = [p + g for p, g in zip(ids, gens, strict=True)]
+            for f in full:
+                generation.check_prompt_length(
+                    model, len(f) - 1, what="trace (minus its last token)"
+                )
+            resid = step_residuals_batch(model, full, [len(p) for p in ids], layer)
+        ys = last_residuals_batch(model, answers, layer)
+        out = []
+        for p, g, h, y, m in zip(ids, gens, resid, ys, metas, strict=True):
+            m.setdefault("text", generation.decode(model, g))
+            out.append(cls._build(
+                p + g, len(p), layer, _states(h), _states(y), sigma, keep_residuals, m
+            ))  # fmt: skip
+        return out
 
     @classmethod
     def from_probe(

@@ -96,14 +96,14 @@ def test_trace_pipeline_vs_reference(model_paths, name, batch, bench_rows, bench
             parts["ref_generate"].append(t_gen + t_ans)
             parts["ref_mi_per_step"].append(per_step)
             for route in ROUTES:
-                t, out = _cpu(tl_route, model, prompts, answers, layer, N_STEPS, route, texts)
+                t, out = _cpu(tl_route, model, prompts, texts, layer, N_STEPS, route)
                 times[route].append(t)
                 assert [o[0] for o in out] == gens, f"{route}: tokens differ from HF generate"
                 for (_, mi, _), r in zip(out, ref, strict=True):
                     scale = np.abs(r).max()
                     assert np.abs(mi[: len(r)] - r).max() <= 1e-3 * scale, route
-        benchmark.pedantic(tl_route, args=(model, prompts, answers, layer, N_STEPS, "capture",
-                                           texts), rounds=1, iterations=1)  # fmt: skip
+        benchmark.pedantic(tl_route, args=(model, prompts, texts, layer, N_STEPS, "capture"),
+                           rounds=1, iterations=1)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     med = {r: statistics.median(v) for r, v in times.items()}

@@ -5,14 +5,12 @@
   ``L`` that keeps the last position of every step, the answer representation from an HF forward
   pass, then the reference MI formula (:func:`tl_thinktok.testing.reference.reference_nocco`,
   numpy float64) step by step, and the Q3 + 1.5 IQR peaks.
-* :func:`tl_route` — tl-thinktok on a TransformerLens model, by route: ``"capture"`` (batched
-  greedy generation with an :class:`~tl_thinktok.probe.MIProbe` recording every step, no second
-  pass), ``"teacher"`` (batched greedy generation, then ONE right-padded teacher-forced pass for
-  every trace's step residuals) or ``"per_trace"`` (batched generation, then one teacher-forced
-  pass per trace: ``MITrace.from_tokens``, the trace pass before this benchmark existed).
-
-Every pipeline returns ``(tokens, mi)`` per trace: the generated ids without EOS and the float64
-MI trajectory (``None`` where the reference MI was not computed for that trace).
+* :func:`tl_route` — tl-thinktok on a TransformerLens model, by route: ``"capture"``
+  (``MITrace.batch_from_model``'s default: batched greedy generation with an
+  :class:`~tl_thinktok.probe.MIProbe` recording every step, no second pass), ``"teacher"``
+  (batched greedy generation, then ONE right-padded teacher-forced pass for every trace) or
+  ``"per_trace"`` (batched generation, then one teacher-forced pass per trace with
+  ``MITrace.from_tokens``: the trace pass before this benchmark existed).
 """
 
 from __future__ import annotations
@@ -23,57 +21,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from tl_thinktok.generation import eos_id, greedy_batch
-from tl_thinktok.interventions.base import attach_all
-from tl_thinktok.mi import hsic_nocco
-from tl_thinktok.peaks import find_peaks
-from tl_thinktok.probe import MIProbe, last_residuals_batch, step_residuals_batch
+from tl_thinktok.generation import greedy_batch
 from tl_thinktok.testing.reference import reference_nocco
-from tl_thinktok.trace import MITrace, strip_eos
+from tl_thinktok.trace import MITrace, trace_steps
 
 ROUTES = ("capture", "teacher", "per_trace")
-
-
-def _peaks(mi: np.ndarray) -> list[int]:
-    return find_peaks(torch.as_tensor(mi, dtype=torch.float64))
 
 
 @torch.no_grad()
 def tl_route(
     model: Any,
     prompts: Sequence[list[int]],
-    answers: Sequence[list[int]],
+    answer_texts: Sequence[str],
     layer: int,
     max_new: int,
     route: str,
-    answer_texts: Sequence[str] | None = None,
 ) -> list[tuple[list[int], np.ndarray, list[int]]]:
-    """tl-thinktok's trace pipeline on a batch by ``route`` (module docstring)."""
+    """tl-thinktok's trace pipeline on a batch by ``route`` → ``(generated ids, mi, peaks)``."""
     if route == "per_trace":
-        gens = [strip_eos(model, g) for g in greedy_batch(model, prompts, max_new)]
-        out = []
-        for p, g, text in zip(prompts, gens, answer_texts, strict=True):
-            tr = MITrace.from_tokens(model, p + g, len(p), text, layer=layer)
-            out.append((g, tr.mi, tr.peaks))
-        return out
-    if route == "capture":
-        probe = MIProbe(layer)
-        with attach_all(model, probe):
-            gens = greedy_batch(model, prompts, max_new)
-        kept = [strip_eos(model, g) for g in gens]
-        resid = [probe.row_residuals(i, len(g)) for i, g in enumerate(kept)]
-    elif route == "teacher":
-        kept = [strip_eos(model, g) for g in greedy_batch(model, prompts, max_new)]
-        resid = step_residuals_batch(model, [p + g for p, g in zip(prompts, kept, strict=True)],
-                                     [len(p) for p in prompts], layer)  # fmt: skip
+        gens = [trace_steps(model, g) for g in greedy_batch(model, prompts, max_new)]
+        trs = [MITrace.from_tokens(model, p + g, len(p), text, layer=layer)
+               for p, g, text in zip(prompts, gens, answer_texts, strict=True)]  # fmt: skip
     else:
-        raise ValueError(f"unknown route {route!r}")
-    ys = last_residuals_batch(model, answers, layer)
-    out = []
-    for g, h, y in zip(kept, resid, ys, strict=True):
-        mi = hsic_nocco(h.cpu(), y.cpu()).numpy()
-        out.append((g, mi, _peaks(mi)))
-    return out
+        trs = MITrace.batch_from_model(model, prompts, answer_texts, layer=layer,
+                                       max_new_tokens=max_new, route=route)  # fmt: skip
+    return [(tr.gen_ids, tr.mi, tr.peaks) for tr in trs]
 
 
 @torch.no_grad()
@@ -82,8 +54,9 @@ def hf_generate_capture(
 ) -> tuple[list[list[int]], list[np.ndarray]]:
     """HF greedy ``generate`` of a left-padded batch with a forward hook on ``layers[layer]``.
 
-    Returns the generated ids per row (EOS stripped as ``MITrace`` does) and each row's step
-    states ``[steps, d]`` (float64 numpy).
+    Returns the generated ids per row (up to and including the first EOS: the step that predicted
+    EOS is a step, as in the reference code and ``MITrace``) and each row's step states
+    ``[steps, d]`` (float64 numpy).
     """
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
@@ -104,7 +77,7 @@ def hf_generate_capture(
     for i, row in enumerate(out[:, width:].tolist()):
         if eos is not None and eos in row:
             row = row[: row.index(eos) + 1]
-        kept = [t for t in row if t != eos] or row[:1]
+        kept = row
         gens.append(kept)
         rows.append(states[i, : len(kept)])
     return gens, rows
@@ -133,8 +106,3 @@ def reference_mi(states: np.ndarray, y: np.ndarray, n: int | None = None) -> np.
     """The reference formula on the first ``n`` steps (all when ``None``)."""
     rows = states if n is None else states[:n]
     return np.array([reference_nocco(r, y) for r in rows], dtype=np.float64)
-
-
-def model_eos(model: Any) -> int | None:
-    """EOS id of a TL model's tokenizer."""
-    return eos_id(model)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -280,3 +281,67 @@ def test_reference_ttts_batch_equals_one_by_one(setup, host):
             model, q, a, word=w, token_budget=6, answer_tokens=4, components=parts(rr.row_seed(i))
         )
         assert got[i] == one, i
+
+
+@pytest.mark.parametrize("route", ["capture", "teacher"])
+@pytest.mark.parametrize("host", HOSTS)
+def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, route):
+    """Batched traces == one-by-one ``MITrace.from_model``: tokens equal, MI to 1e-9 (float64)."""
+    from tl_thinktok.trace import MITrace
+
+    s = setup
+    prompts = s["prompts"]
+    if host == "bridge":  # float64 + left padding is broken upstream on the bridge (see above)
+        k = min(len(q) for q in prompts)
+        prompts = [q[-k:] for q in prompts]
+    answers = ["So 3 + 4 = 7.", "Once upon a time", "Hmm, the answer is 42.", "The fox"]
+    model = f64_models[host]
+    # the EOS of this random model is rare: make an emitted token the EOS, so rows stop early and
+    # at different steps
+    from tl_thinktok.generation import greedy_batch
+
+    free = greedy_batch(model, prompts, 12, stop_at_eos=False)
+
+    def stops(t):
+        return {r.index(t) + 1 if t in r else 12 for r in free}
+
+    eos = next(t for r in free for t in r if len(stops(t)) > 1)
+    tok = model.tokenizer
+    old = tok.eos_token_id
+    tok.eos_token_id = eos
+    try:
+        got = MITrace.batch_from_model(model, prompts, answers, max_new_tokens=12, route=route,
+                                       meta=[{"id": str(i)} for i in range(4)])  # fmt: skip
+        one = [MITrace.from_model(model, p, a, max_new_tokens=12) for p, a in
+               zip(prompts, answers, strict=True)]  # fmt: skip
+    finally:
+        tok.eos_token_id = old
+    assert len({tr.n_steps for tr in got}) > 1  # rows stopped at different steps
+    assert any(tr.gen_ids[-1] == eos for tr in got)
+    for i, (b, a) in enumerate(zip(got, one, strict=True)):
+        assert b.tokens == a.tokens and b.prompt_len == a.prompt_len and b.id == str(i)
+        assert b.text == a.text
+        assert np.abs(b.mi - a.mi).max() <= 1e-9
+        assert b.peaks == a.peaks
+        np.testing.assert_allclose(b.resid_norm, a.resid_norm, rtol=1e-12)
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_trace_batch_from_model_float32_padded(setup, host):
+    from tl_thinktok.trace import MITrace
+
+    s = setup
+    model = s["m"][host]
+    answers = ["So 3 + 4 = 7.", "Once upon a time", "Hmm, the answer is 42.", "The fox"]
+    got = MITrace.batch_from_model(model, s["prompts"], answers, max_new_tokens=8)
+    for p, a, b in zip(s["prompts"], answers, got, strict=True):
+        one = MITrace.from_model(model, p, a, max_new_tokens=8)
+        assert b.tokens == one.tokens
+        assert np.abs(b.mi - one.mi).max() <= 1e-4 * np.abs(one.mi).max()
+    with pytest.raises(ValueError, match="unknown route"):
+        MITrace.batch_from_model(model, s["prompts"], answers, route="fast")
+    with pytest.raises(ValueError, match="4 prompts, 3 answer texts"):
+        MITrace.batch_from_model(model, s["prompts"], answers[:3])
+    with pytest.raises(ValueError, match="non-empty"):
+        MITrace.batch_from_model(model, s["prompts"][:1], [" "])
+    assert MITrace.batch_from_model(model, [], []) == []
