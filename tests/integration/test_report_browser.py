@@ -28,7 +28,7 @@ from tl_thinktok.trace import MITrace
 
 @pytest.fixture(scope="module")
 def model():
-    return load_model("organism", host="hooked")
+    return load_model("organism")  # the installed TransformerLens's default host
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,11 @@ def test_readout_at_another_layer_is_the_logit_lens(model, trace):
         _, cache = model.run_with_cache(tokens[None, :-1], names_filter="blocks.1.hook_resid_post")
     h = cache["blocks.1.hook_resid_post"][0].double()
     with torch.no_grad():  # RMSNorm and unembedding written out in float64
-        w = model.ln_final.w.double()
+        # the final RMSNorm's scale: `w` on HookedTransformer, the HF weight on the bridge
+        w = next(
+            p for n, p in model.ln_final.named_parameters() if n.split(".")[-1] in ("w", "weight")
+        )
+        w = w.double()
         x = h / (h.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt() * w
         ref = torch.log_softmax(x @ model.W_U.double() + model.b_U.double(), dim=-1)
     for i, s in enumerate(ro.steps):
