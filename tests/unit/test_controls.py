@@ -188,3 +188,36 @@ def test_reproduce_refuses_a_malformed_user_file_before_writing(tmp_path, capsys
     assert not out.exists() or not any(out.iterdir())  # nothing written
     rc = reproduce_main(["--only", "table3", "--question-field", "q", "--out", str(out)])
     assert rc == 2 and "need --dataset" in capsys.readouterr().err
+
+
+def test_frequency_matched_ids_track_the_targets_counts():
+    from collections import Counter
+
+    from tl_thinktok.reproduce.experiments.wordlists import banned_mass, frequency_matched
+
+    counts = Counter({i: 2**i for i in range(12)})  # id i generated 2^i times
+    targets = [10, 3]
+    exclude = {10, 3, 0}
+    got = frequency_matched(targets, counts, exclude, vocab=12, seed=0, nearest=1)
+    assert got == [11, 4] or got == [9, 4] or got == [11, 2] or got == [9, 2]
+    assert not set(got) & exclude and len(set(got)) == 2
+    for seed in range(5):  # nearest=3: within 3 log-steps, never an excluded id, no repeats
+        g = frequency_matched(targets, counts, exclude, vocab=12, seed=seed, nearest=3)
+        assert abs(g[0] - 10) <= 2 and len(set(g)) == 2 and not set(g) & exclude
+    assert banned_mass([11], counts) == pytest.approx(2**11 / sum(counts.values()))
+    with pytest.raises(ValueError, match="candidate"):
+        frequency_matched([1, 2, 3], counts, set(range(10)), vocab=12, seed=0)
+
+
+def test_found_list_keeps_the_files_words_or_the_references_first_10(tmp_path):
+    from tl_thinktok import organism
+    from tl_thinktok.reproduce.experiments.wordlists import FOUND_FILE, found_list
+    from tl_thinktok.vocab import ThinkingTokens
+
+    tok = organism.tokenizer()
+    assert found_list(tmp_path, tok, None) is None
+    words = ["is", "Therefore", "than", "So", "Wait", "Since", "Now", "Then", "Next", "Yes",
+             "Okay", "First"]  # fmt: skip
+    ThinkingTokens.from_words(tok, words).save_jsonl(tmp_path / FOUND_FILE)
+    assert found_list(tmp_path, tok, None).words == words
+    assert found_list(tmp_path, tok, 10).words == words[:10]

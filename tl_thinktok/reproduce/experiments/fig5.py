@@ -6,6 +6,14 @@ are banned (logit −inf at every step,
 random non-thinking ids (:func:`~tl_thinktok.interventions.suppress.random_control`), averaged
 over ``n_random`` (≥ 3) draws. Greedy decoding, graded answers.
 
+Two more lines (issue 14): a *frequency-matched* random control — ids drawn to match, one by one,
+how often the banned thinking ids are generated in the unconstrained traces of the trace pass
+(:func:`~tl_thinktok.reproduce.experiments.wordlists.frequency_matched`; the uniform control
+mostly bans ids the model never generates, so its flat curve says little) — and the same sweep
+with the words found at this run's MI peaks (fig4's jsonl, the whole list) instead of the hand
+list, when fig4 ran first. ``banned_mass`` = the fraction of unconstrained generated tokens that a
+banned set covers.
+
 Run alone: ``python experiments/fig5_suppression.py --model organism --quick``.
 """
 
@@ -13,14 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from tl_thinktok.reproduce.accuracy import (
-    accuracy_run,
-    generate_and_grade,
-    special_ids,
-    thinking_list,
-)
+from tl_thinktok.reproduce.accuracy import accuracy_run, generate_and_grade, special_ids
 from tl_thinktok.reproduce.context import ExpContext
 from tl_thinktok.reproduce.curves import AccuracyCurve, Series, plot_curves
+from tl_thinktok.reproduce.experiments.wordlists import (
+    banned_mass,
+    frequency_matched,
+    generation_counts,
+    word_lists,
+)
 from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
 
 NAME = "fig5"
@@ -43,20 +52,34 @@ def protected_ids(ctx: ExpContext, model) -> set[int]:
 
 
 def curve_of(ds: str, rows: list[dict], n_random: int) -> AccuracyCurve:
-    """The plotted curve of one dataset: thinking-word bans vs the random control (mean ± std)."""
+    """The plotted curve of one dataset: hand-list and found-list bans vs the uniform and the
+    frequency-matched random controls (mean ± std)."""
     rnd = [x for x in rows if x["random_acc_mean"] is not None]
+    mat = [x for x in rows if x["matched_acc_mean"] is not None]
+    fnd = [x for x in rows if x["found_acc"] is not None]
+    series = [
+        Series("suppress first k hand-list words", [x["k"] for x in rows],
+               [x["thinking_acc"] for x in rows], style="o-", color="tab:red"),
+        Series(f"uniform random ids (mean of {n_random})", [x["k"] for x in rnd],
+               [x["random_acc_mean"] for x in rnd], std=[x["random_acc_std"] for x in rnd],
+               style="s--", color="tab:gray"),
+        Series(f"frequency-matched random ids (mean of {n_random})", [x["k"] for x in mat],
+               [x["matched_acc_mean"] for x in mat], std=[x["matched_acc_std"] for x in mat],
+               style="^--", color="tab:olive"),
+    ]  # fmt: skip
+    if fnd:
+        series.append(Series("suppress first k words found at MI peaks (fig4)",
+                             [x["k"] for x in fnd], [x["found_acc"] for x in fnd], style="d-",
+                             color="tab:blue"))  # fmt: skip
     return AccuracyCurve(
-        dataset=ds,
-        n_items=rows[0]["n_items"],
-        x_label="k (words suppressed)",
-        series=[
-            Series("suppress first k thinking words", [x["k"] for x in rows],
-                   [x["thinking_acc"] for x in rows], style="o-", color="tab:red"),
-            Series(f"random ids (mean of {n_random} draws)", [x["k"] for x in rnd],
-                   [x["random_acc_mean"] for x in rnd], std=[x["random_acc_std"] for x in rnd],
-                   style="s--", color="tab:gray"),
-        ],
-    )  # fmt: skip
+        dataset=ds, n_items=rows[0]["n_items"], x_label="k (words suppressed)", series=series
+    )
+
+
+def _mean_std(vals: list[float] | None) -> tuple[float | None, float | None]:
+    if not vals:
+        return None, None
+    return float(np.mean(vals)), float(np.std(vals))
 
 
 def run(ctx: ExpContext) -> Summary:
@@ -64,7 +87,8 @@ def run(ctx: ExpContext) -> Summary:
     from tl_thinktok.interventions.suppress import SuppressTokens, random_control
 
     model = ctx.load(ctx.model)
-    tt = thinking_list(ctx, model)
+    lists = word_lists(ctx, model, n_words=None)
+    tt, found = lists["hand"], lists.get("found")
     k_max = min(ctx.size("k_max"), len(tt))
     ks = ctx.size("k_values") or list(range(0, k_max + 1))
     ks = sorted({min(int(k), k_max) for k in ks})
@@ -73,10 +97,33 @@ def run(ctx: ExpContext) -> Summary:
     k_random = set(ks) if kr_size is None else {min(int(k), k_max) for k in kr_size}
     exclude = set(tt.token_ids()) | protected_ids(ctx, model)
     vocab = len(model.tokenizer)
+    counts = generation_counts(t.gen_ids for t in ctx.traces("model").traces)
+    ks_found = [k for k in ks if found is not None and 0 < k <= len(found)]
     results: dict[str, dict] = {}
     rows = []
+    mass: dict[str, dict[int, float]] = {"hand": {}, "uniform": {}, "matched": {}, "found": {}}
     for ds in ctx.eval_datasets:
         items = load_dataset(ds, n=ctx.size("n_eval"), seed=ctx.seed)
+        units = []
+        for k in ks:
+            ids_k = tt.token_ids(k) if k > 0 else []
+            units.append((f"thinking|{k}", k, ids_k))
+            mass["hand"][k] = banned_mass(ids_k, counts)
+            if k > 0 and k in k_random:
+                um, mm = [], []
+                for r in range(n_random):
+                    seed = ctx.seed * 100003 + r * 1009 + k
+                    rid = random_control(vocab, len(ids_k), exclude=exclude, seed=seed)
+                    mid = frequency_matched(ids_k, counts, exclude, vocab, seed=seed)
+                    units.append((f"random{r}|{k}", k, rid))
+                    units.append((f"matched{r}|{k}", k, mid))
+                    um.append(banned_mass(rid, counts))
+                    mm.append(banned_mass(mid, counts))
+                mass["uniform"][k], mass["matched"][k] = float(np.mean(um)), float(np.mean(mm))
+            if k in ks_found:
+                fid = found.token_ids(k)
+                units.append((f"found|{k}", k, fid))
+                mass["found"][k] = banned_mass(fid, counts)
         run_ = accuracy_run(
             ctx,
             "suppression",
@@ -84,22 +131,15 @@ def run(ctx: ExpContext) -> Summary:
                 "dataset": ds,
                 "ids": [i.id for i in items],
                 "words": tt.words,
+                "found_words": found.words if found is not None else None,
                 "ks": ks,
                 "n_random": n_random,
                 "k_random": sorted(k_random),
                 "exclude": sorted(exclude),
+                "controls": "uniform + frequency-matched",
+                "budget": ctx.budget("suppression"),
             },
         )
-        units = []
-        for k in ks:
-            ids_k = tt.token_ids(k) if k > 0 else []
-            units.append((f"thinking|{k}", k, ids_k))
-            if k > 0 and k in k_random:
-                for r in range(n_random):
-                    rid = random_control(
-                        vocab, len(ids_k), exclude=exclude, seed=ctx.seed * 100003 + r * 1009 + k
-                    )
-                    units.append((f"random{r}|{k}", k, rid))
 
         def do(unit, items=items, ds=ds):
             _, k, ids = unit
@@ -123,48 +163,79 @@ def run(ctx: ExpContext) -> Summary:
         curve = []
         for k in ks:
             th = by[f"thinking|{k}"]["accuracy"]
-            has_rnd = k == 0 or k in k_random
-            rnd = [th]
-            if k and has_rnd:
+            rnd = mat = None
+            if k == 0:
+                rnd = mat = [th]
+            elif k in k_random:
                 rnd = [by[f"random{r}|{k}"]["accuracy"] for r in range(n_random)]
+                mat = [by[f"matched{r}|{k}"]["accuracy"] for r in range(n_random)]
+            if k == 0:
+                fnd = th if found is not None else None
+            else:
+                fnd = by[f"found|{k}"]["accuracy"] if k in ks_found else None
+            (rm, rs), (mm_, ms) = _mean_std(rnd), _mean_std(mat)
             curve.append(
                 {
                     "dataset": ds,
                     "k": k,
                     "thinking_acc": th,
-                    "random_acc_mean": float(np.mean(rnd)) if has_rnd else None,
-                    "random_acc_std": float(np.std(rnd)) if has_rnd else None,
+                    "random_acc_mean": rm,
+                    "random_acc_std": rs,
+                    "matched_acc_mean": mm_,
+                    "matched_acc_std": ms,
+                    "found_acc": fnd,
                     "n_ids": by[f"thinking|{k}"]["n_ids"],
                     "thinking_hits": by[f"thinking|{k}"]["hits"],
+                    "banned_mass_hand": mass["hand"].get(k),
+                    "banned_mass_uniform": mass["uniform"].get(k),
+                    "banned_mass_matched": mass["matched"].get(k),
+                    "banned_mass_found": mass["found"].get(k),
                     "n_items": len(items),
                 }
             )
         rows += curve
-        results[ds] = {"curve": curve, "words": tt.words[:k_max]}
+        results[ds] = {
+            "curve": curve,
+            "words": tt.words[:k_max],
+            "found_words": found.words if found is not None else None,
+        }
     curves = [curve_of(ds, r["curve"], n_random) for ds, r in results.items()]
-    fig = plot_curves(curves, f"Suppressing thinking tokens: {ctx.model}", panel_width=4.5)
+    fig = plot_curves(curves, f"Suppressing thinking tokens: {ctx.model}", panel_width=5.0)
     files = [
         save_fig(ctx.out, NAME, fig),
         save_json(ctx.out, NAME, results),
         save_csv(ctx.out, NAME, rows),
     ]
-    numbers = {}
+    numbers: dict = {"generation budget (tokens)": ctx.budget("suppression")}
     for ds, r in results.items():
         c = r["curve"]
         numbers[f"{ds}: acc k=0"] = c[0]["thinking_acc"]
         for x in c[1:]:
-            rnd = "" if x["random_acc_mean"] is None else f" / random {x['random_acc_mean']:.3f}"
-            numbers[f"{ds}: acc k={x['k']}"] = f"thinking {x['thinking_acc']:.3f}{rnd}"
-    numbers["word order"] = ", ".join(tt.words[:k_max])
+            parts = [f"hand {x['thinking_acc']:.3f}"]
+            for key, lab in (("random_acc_mean", "uniform"), ("matched_acc_mean", "matched"),
+                             ("found_acc", "found")):  # fmt: skip
+                if x[key] is not None:
+                    parts.append(f"{lab} {x[key]:.3f}")
+            numbers[f"{ds}: acc k={x['k']}"] = " / ".join(parts)
+        last = [x for x in c if x["banned_mass_matched"] is not None]
+        if last:
+            x = last[-1]
+            key = f"{ds}: banned share of generated tokens at k={x['k']} (hand/uniform/matched)"
+            numbers[key] = (
+                f"{x['banned_mass_hand']:.3f} / {x['banned_mass_uniform']:.3f} / "
+                f"{x['banned_mass_matched']:.3f}"
+            )
+    numbers["hand word order"] = ", ".join(tt.words[:k_max])
+    numbers["found word order (fig4)"] = ", ".join(found.words) if found is not None else "-"
     return Summary(
         name=NAME,
-        title="Accuracy vs number of suppressed thinking words vs random control (paper Fig. 5)",
+        title="Accuracy vs number of suppressed thinking words vs random controls (paper Fig. 5)",
         model=ctx.model,
         dataset=", ".join(results),
         numbers=numbers,
         paper="small effect for the first 2–3 words, then a large drop (20–30% on hard sets); "
-        "random control about flat.",
-        notes="the random control bans as many ids as the thinking side at each k (never a "
+        "random control about flat (uniform draw only; no frequency-matched control).",
+        notes="the random controls ban as many ids as the hand list at each k (never a "
         "thinking id or a special token"
         + (
             "; for the organism only alphabetic word tokens: no digits, punctuation or "
@@ -172,6 +243,8 @@ def run(ctx: ExpContext) -> Summary:
             if ctx.is_organism
             else ""
         )
-        + ").",
+        + "); 'matched' draws them to match the banned ids' generation frequency in the "
+        "unconstrained traces of the trace pass; 'found' bans the first k words fig4 found at "
+        "MI peaks (absent when fig4 did not run first).",
         files=files,
     )

@@ -5,6 +5,12 @@ RR (:class:`~tl_thinktok.interventions.recycle.RepresentationRecycling`, the ref
 (p = 0.5, as the reference) succeeds, block ``L``'s output is fed through block ``L`` again and
 the step is re-decoded. Reports how often RR fired and at which layer.
 
+Two trigger lists (issue 14, the end-to-end chain): the hand list (the organism's thinking words,
+or the reference's 10 trigger words for a real model) and the first 10 alphabetic words found at
+this run's MI peaks (fig4's jsonl, read with the reference loader's rule), when fig4 ran first.
+The generation budget is the RR budget of the run (``ctx.budget("rr")``: the paper's 16,000
+tokens on real models), stated in the summary.
+
 Run alone: ``python experiments/fig6_recycling.py --model organism --quick``.
 """
 
@@ -21,10 +27,13 @@ from tl_thinktok.reproduce.accuracy import (
     thinking_list,
 )
 from tl_thinktok.reproduce.context import ExpContext
+from tl_thinktok.reproduce.experiments.wordlists import found_list
 from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
 
 NAME = "fig6"
 P_TRIGGER = 0.5
+#: Trigger words taken from a word list (the reference's loader keeps the first 10).
+N_TRIGGERS = 10
 
 
 def rr_layer(ctx: ExpContext, model) -> int:
@@ -36,6 +45,21 @@ def rr_layer(ctx: ExpContext, model) -> int:
     return min(hosts.n_layers(model) - 1, int(0.72 * hosts.n_layers(model)))
 
 
+def trigger_lists(ctx: ExpContext, model) -> dict[str, tuple[list[str], list[int]]]:
+    """``{"hand": (words, ids), "found": (words, ids)}`` (``"found"`` when fig4 ran first)."""
+    if ctx.is_organism:
+        tt = thinking_list(ctx, model)
+        words = tt.words[:10]
+    else:
+        tt = thinking_list(ctx, model, RR_TRIGGER_WORDS)
+        words = tt.words
+    out = {"hand": (words, tt.token_ids(len(words)))}
+    found = found_list(ctx.out, model.tokenizer, n_words=N_TRIGGERS)
+    if found is not None:
+        out["found"] = (found.words, found.token_ids())
+    return out
+
+
 def run(ctx: ExpContext) -> Summary:
     import matplotlib.pyplot as plt
 
@@ -44,16 +68,10 @@ def run(ctx: ExpContext) -> Summary:
 
     model = ctx.load(ctx.model)
     layer = rr_layer(ctx, model)
-    if ctx.is_organism:
-        tt = thinking_list(ctx, model)
-        words = tt.words[:10]
-    else:
-        tt = thinking_list(ctx, model, RR_TRIGGER_WORDS)
-        words = tt.words
-    trig = tt.token_ids(len(words))
+    lists = trigger_lists(ctx, model)
     ds = ctx.rr_dataset
     items = load_dataset(ds, n=ctx.size("n_rr"), seed=ctx.seed)
-    max_new = ctx.size("max_new_tokens")
+    budget = ctx.budget("rr")
     run_ = accuracy_run(
         ctx,
         "recycling",
@@ -61,8 +79,9 @@ def run(ctx: ExpContext) -> Summary:
             "dataset": ds,
             "ids": [i.id for i in items],
             "layer": layer,
-            "trigger_ids": trig,
+            "triggers": {name: ids for name, (_, ids) in lists.items()},
             "p": P_TRIGGER,
+            "budget": budget,
         },
     )
     base = run_.map(
@@ -72,11 +91,13 @@ def run(ctx: ExpContext) -> Summary:
         progress=False,
     )[0]
 
-    def do(item):
+    def do(unit):
+        name, item = unit
+        trig = lists[name][1]
         rr = RepresentationRecycling(layer, trig, trigger="candidate", p=P_TRIGGER, seed=ctx.seed)
         ids = eval_prompt_ids(ctx, model, ctx.model, item.question)
         with rr.attach(model):
-            gen = greedy(model, ids, max_new)
+            gen = greedy(model, ids, budget)
         text = decode(model, gen)
         return {
             "id": item.id,
@@ -85,49 +106,77 @@ def run(ctx: ExpContext) -> Summary:
             "n_new": len(gen),
         }
 
-    rr_res = run_.map(items, key=lambda it: it.id, fn=do, desc="fig6 RR", progress=ctx.progress)
+    units = [(name, it) for name in lists for it in items]
+    res = run_.map(units, key=lambda u: f"{u[0]}|{u[1].id}", fn=do, desc="fig6 RR",
+                   progress=ctx.progress)  # fmt: skip
+    by = {name: [r for (n, _), r in zip(units, res, strict=True) if n == name] for name in lists}
     acc0 = float(np.mean([r["correct"] for r in base]))
-    acc1 = float(np.mean([r["correct"] for r in rr_res]))
-    fired = [r["fired"] for r in rr_res]
-    n_tok = sum(r["n_new"] for r in rr_res)
-    changed = sum(a["correct"] != b["correct"] for a, b in zip(base, rr_res, strict=True))
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    a1.bar(["original", f"RR (L={layer})"], [acc0, acc1], color=["tab:gray", "tab:red"])
-    for x, v in enumerate([acc0, acc1]):
+    stats = {}
+    for name, rr_res in by.items():
+        fired = [r["fired"] for r in rr_res]
+        n_tok = sum(r["n_new"] for r in rr_res)
+        stats[name] = {
+            "trigger_words": lists[name][0],
+            "trigger_ids": lists[name][1],
+            "accuracy_rr": float(np.mean([r["correct"] for r in rr_res])),
+            "fired_total": sum(fired),
+            "fired_per_problem_mean": float(np.mean(fired)),
+            "problems_with_recycling": sum(1 for f in fired if f > 0),
+            "fired_per_generated_token": sum(fired) / max(1, n_tok),
+            "answers_changed": sum(
+                a["correct"] != b["correct"] for a, b in zip(base, rr_res, strict=True)
+            ),
+            "fired": fired,
+            "n_tokens": n_tok,
+        }
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.2))
+    labels = ["original"] + [f"RR {name} (L={layer})" for name in stats]
+    accs = [acc0] + [st["accuracy_rr"] for st in stats.values()]
+    a1.bar(labels, accs, color=["tab:gray", "tab:red", "tab:blue"][: len(accs)])
+    for x, v in enumerate(accs):
         a1.text(x, v + 0.01, f"{v:.3f}", ha="center", fontsize=8)
     a1.set_ylim(0, 1.05)
     a1.set_ylabel("accuracy")
-    a1.set_title(f"{ds}, n={len(items)}", fontsize=9)
-    a2.hist(fired, bins=min(20, max(fired) + 1) if fired else 1, color="tab:red")
+    a1.tick_params(axis="x", labelsize=7)
+    a1.set_title(f"{ds}, n={len(items)}, budget {budget} tokens", fontsize=9)
+    for (name, st), color in zip(stats.items(), ["tab:red", "tab:blue"], strict=False):
+        f = st["fired"]
+        a2.hist(f, bins=min(20, max(f) + 1) if f else 1, color=color, alpha=0.6,
+                label=f"{name}: {sum(f)} in {st['n_tokens']} tokens")  # fmt: skip
     a2.set_xlabel("recycles per problem")
     a2.set_ylabel("problems")
-    a2.set_title(f"RR fired {sum(fired)} times in {n_tok} tokens", fontsize=9)
+    a2.legend(fontsize=7)
+    a2.set_title("how often RR fired", fontsize=9)
     fig.suptitle(f"Representation Recycling: {ctx.model}", fontsize=10)
     fig.tight_layout()
-    rows = [
-        {
-            "id": a["id"],
-            "original_correct": a["correct"],
-            "rr_correct": b["correct"],
-            "rr_fired": b["fired"],
-            "original_new_tokens": a["n_new"],
-            "rr_new_tokens": b["n_new"],
-        }
-        for a, b in zip(base, rr_res, strict=True)
-    ]
+    rows = []
+    for i, a in enumerate(base):
+        row = {"id": a["id"], "original_correct": a["correct"],
+               "original_new_tokens": a["n_new"]}  # fmt: skip
+        for name in stats:
+            b = by[name][i]
+            row.update({f"rr_{name}_correct": b["correct"], f"rr_{name}_fired": b["fired"],
+                        f"rr_{name}_new_tokens": b["n_new"]})  # fmt: skip
+        rows.append(row)
+    hand = stats["hand"]
     data = {
         "layer": layer,
-        "trigger_words": words,
-        "trigger_ids": trig,
         "p": P_TRIGGER,
         "dataset": ds,
+        "budget": budget,
         "accuracy_original": acc0,
-        "accuracy_rr": acc1,
-        "fired_total": sum(fired),
-        "fired_per_problem_mean": float(np.mean(fired)),
-        "problems_with_recycling": sum(1 for f in fired if f > 0),
-        "fired_per_generated_token": sum(fired) / max(1, n_tok),
-        "answers_changed": changed,
+        # the hand list's numbers at the top level, as before
+        "trigger_words": hand["trigger_words"],
+        "trigger_ids": hand["trigger_ids"],
+        "accuracy_rr": hand["accuracy_rr"],
+        "fired_total": hand["fired_total"],
+        "fired_per_problem_mean": hand["fired_per_problem_mean"],
+        "problems_with_recycling": hand["problems_with_recycling"],
+        "fired_per_generated_token": hand["fired_per_generated_token"],
+        "answers_changed": hand["answers_changed"],
+        "trigger_lists": {
+            n: {k: v for k, v in st.items() if k != "fired"} for n, st in stats.items()
+        },  # fmt: skip
         "per_item": rows,
     }
     files = [
@@ -135,22 +184,28 @@ def run(ctx: ExpContext) -> Summary:
         save_json(ctx.out, NAME, data),
         save_csv(ctx.out, NAME, rows),
     ]
+    numbers = {"layer": layer, "generation budget (tokens)": budget, "accuracy original": acc0}
+    for name, st in stats.items():
+        numbers[f"accuracy RR ({name} triggers)"] = st["accuracy_rr"]
+        numbers[f"RR fired ({name}, total)"] = st["fired_total"]
+        numbers[f"problems where RR fired ({name})"] = (
+            f"{st['problems_with_recycling']} / {len(items)}"
+        )
+        numbers[f"recycles per generated token ({name})"] = st["fired_per_generated_token"]
+        numbers[f"problems whose grade changed ({name})"] = st["answers_changed"]
+        numbers[f"{name} triggers"] = ", ".join(st["trigger_words"])
+    paper_budget = "" if budget >= 16000 else f" (this run: {budget} tokens)"
     return Summary(
         name=NAME,
         title="Original vs Representation Recycling (paper Fig. 6)",
         model=ctx.model,
         dataset=ds,
-        numbers={
-            "layer": layer,
-            "accuracy original": acc0,
-            "accuracy RR": acc1,
-            "RR fired (total)": sum(fired),
-            "problems where RR fired": f"{data['problems_with_recycling']} / {len(items)}",
-            "recycles per generated token": data["fired_per_generated_token"],
-            "problems whose grade changed": changed,
-        },
+        numbers=numbers,
         paper="consistent gains; R1-Llama-8B on AIME24 33.3 → 40.0 (+20% relative), L = 23 of "
-        "32, greedy, 16k tokens.",
-        notes=f"trigger = candidate token in {words} and coin p={P_TRIGGER} (reference).",
+        f"32, greedy, 16k tokens{paper_budget}.",
+        notes=f"generation budget {budget} tokens; trigger = candidate token in the list and "
+        f"coin p={P_TRIGGER} (reference). 'hand' = "
+        + ("the organism's thinking words" if ctx.is_organism else "the reference's triggers")
+        + "; 'found' = the first 10 alphabetic words at MI peaks (fig4), when fig4 ran first.",
         files=files,
     )

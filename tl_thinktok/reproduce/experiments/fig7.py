@@ -10,6 +10,9 @@ Answer forcing: ``</think>`` + ``\\boxed{`` for the organism, ``</think>`` + the
 ``Final Answer within \\boxed{}:`` otherwise. Paper budgets (reference code): GSM8K 256…2560,
 MATH-500 512…5120, AIME24 1024…12288; the organism uses budgets that fit its short traces.
 
+Words: the hand list (``ttts_words``, "Wait") and the top word found at this run's MI peaks
+(fig4's jsonl), when fig4 ran first. The forced answer gets ``ctx.budget("ttts_answer")`` tokens.
+
 Run alone: ``python experiments/fig7_ttts.py --model organism --quick``.
 """
 
@@ -20,6 +23,7 @@ import numpy as np
 from tl_thinktok.reproduce.accuracy import accuracy_run
 from tl_thinktok.reproduce.context import PAPER_BUDGETS, ExpContext
 from tl_thinktok.reproduce.curves import AccuracyCurve, Series, plot_curves
+from tl_thinktok.reproduce.experiments.wordlists import found_list
 from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
 
 NAME = "fig7"
@@ -57,6 +61,11 @@ def run(ctx: ExpContext) -> Summary:
     fam = ctx.family(ctx.model)
     prefix = answer_prefix(fam)
     words = list(ctx.size("ttts_words"))
+    found = found_list(ctx.out, model.tokenizer, n_words=None)
+    found_word = next((w for w in (found.words if found else []) if w not in words), None)
+    if found_word is not None:  # the end-to-end chain: the top word found at MI peaks (fig4)
+        words.append(found_word)
+    answer_budget = ctx.budget("ttts_answer")
     results, rows = {}, []
     for ds in ctx.eval_datasets:
         items = load_dataset(ds, n=ctx.size("n_ttts"), seed=ctx.seed)
@@ -70,6 +79,7 @@ def run(ctx: ExpContext) -> Summary:
                 "budgets": budgets,
                 "words": words,
                 "prefix": prefix,
+                "answer_budget": answer_budget,
             },
         )
         units = [("original", b, it) for b in budgets for it in items]
@@ -85,7 +95,7 @@ def run(ctx: ExpContext) -> Summary:
                 min_thinking_tokens=0 if cond == "original" else b,
                 max_thinking_tokens=b,
                 answer_prefix=prefix,
-                max_answer_tokens=8 if fam == "organism" else 32,
+                max_answer_tokens=answer_budget,
             )
             text = prefix + r.answer_text
             return {
@@ -128,7 +138,11 @@ def run(ctx: ExpContext) -> Summary:
         save_json(ctx.out, NAME, results),
         save_csv(ctx.out, NAME, rows),
     ]
-    numbers = {}
+    numbers: dict = {
+        "answer budget (tokens)": answer_budget,
+        "TTTS words (hand)": ", ".join(w for w in words if w != found_word),
+        "TTTS word found at MI peaks (fig4)": found_word or "-",
+    }
     for ds, curve in results.items():
         for cond in ["original"] + words:
             c = [x for x in curve if x["condition"] == cond]
@@ -143,7 +157,10 @@ def run(ctx: ExpContext) -> Summary:
         numbers=numbers,
         paper="TTTS keeps improving with the budget where the original model plateaus "
         "(reference-code TTTS, budgets GSM8K 256–2560, MATH-500 512–5120, AIME24 1024–12288).",
-        notes="TTTS here = s1-style budget forcing with minimum = maximum budget and the "
+        notes="thinking budgets swept as listed per dataset; forced answer "
+        f"{answer_budget} tokens. Words: the hand list (ttts_words) and, when fig4 ran first, the "
+        "most frequent word it found at MI peaks (the end-to-end chain). "
+        "TTTS here = s1-style budget forcing with minimum = maximum budget and the "
         "thinking word replacing an early end (tl_thinktok.interventions.ttts.budget_forcing); "
         "the reference's two-stage variant is tl_thinktok.interventions.ttts.reference_ttts.",
         files=files,
