@@ -119,13 +119,14 @@ class MergeReport:
     files: int = 0
 
 
-def _run_dirs(root: Path, skip: Path) -> list[Path]:
-    """Run directories under ``root``, except those under ``skip`` (the destination)."""
-    skip = skip.resolve()
+def _run_dirs(root: Path, dest: Path) -> list[Path]:
+    """Run directories under ``root``, leaving out ``dest``'s when ``dest`` lies inside it."""
+    root, dest = root.resolve(), dest.resolve()
+    skip = dest if root in dest.parents else None
     out = []
     for p in root.rglob(CONFIG_FILE):
         d = p.parent.resolve()
-        if d != skip and skip not in d.parents:
+        if skip is None or (d != skip and skip not in d.parents):
             out.append(p.parent)
     return sorted(out)
 
