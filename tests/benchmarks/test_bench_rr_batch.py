@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from bench_clock import clock
 
 import tl_thinktok
 from tl_thinktok import hosts
@@ -63,11 +63,11 @@ def _trigger_ids(model, kind):
 
 @pytest.mark.parametrize("trig", ["vocab", "thinking"])
 @pytest.mark.parametrize("name", ["organism", "qwen2-8L-d512"])
-def test_rr_batch8_vs_batch1(model_paths, name, trig, bench_rows, benchmark):
+def test_rr_batch8_vs_batch1(model_paths, name, trig, bench_rows, bench_device, benchmark):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = load_model(str(model_paths[name]), host="hooked")
+        model = load_model(str(model_paths[name]), host="hooked", device=bench_device)
         layer = hosts.n_layers(model) - 3
         ids = _trigger_ids(model, trig)
         family = "organism" if name == "organism" else "raw"
@@ -75,17 +75,17 @@ def test_rr_batch8_vs_batch1(model_paths, name, trig, bench_rows, benchmark):
                    for it in load_dataset("organism", n=BATCH, seed=0)]  # fmt: skip
         one, many, fired = [], [], []
         for _ in range(ROUNDS):
-            t0 = time.process_time()
+            t0 = clock()
             alone = []
             base = RepresentationRecycling(layer, ids, p=0.5, seed=RR_SEED)
             for i, p in enumerate(prompts):
                 rr = RepresentationRecycling(layer, ids, p=0.5, seed=base.row_seed(i))
                 alone += _run(model, [p], rr)
-            one.append(time.process_time() - t0)
+            one.append(clock() - t0)
             rr = RepresentationRecycling(layer, ids, p=0.5, seed=RR_SEED)
-            t0 = time.process_time()
+            t0 = clock()
             batched = _run(model, prompts, rr)
-            many.append(time.process_time() - t0)
+            many.append(clock() - t0)
             fired.append(rr.fired)
             assert batched == alone  # each row equals its prompt alone (seeded by row)
         benchmark.pedantic(_run, args=(model, prompts, rr), rounds=1, iterations=1)

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import transformers
+from bench_clock import clock
 from trace_pipelines import ROUTES, hf_answer_states, hf_generate_capture, reference_mi, tl_route
 
 import tl_thinktok
@@ -57,9 +57,10 @@ def model_paths(tmp_path_factory) -> dict[str, Path]:
 
 
 def _cpu(fn, *args):
-    t0 = time.process_time()
+    """(seconds, result): process CPU time on a CPU run, synchronised wall time on a GPU."""
+    t0 = clock()
     out = fn(*args)
-    return time.process_time() - t0, out
+    return clock() - t0, out
 
 
 def _reference_mis(states, ys, k):
@@ -68,13 +69,14 @@ def _reference_mis(states, ys, k):
 
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("name", MODELS)
-def test_trace_pipeline_vs_reference(model_paths, name, batch, bench_rows, benchmark):
+def test_trace_pipeline_vs_reference(model_paths, name, batch, bench_rows, bench_device, benchmark):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         path = str(model_paths[name])
-        model = load_model(path, host="hooked")
-        hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        model = load_model(path, host="hooked", device=bench_device)
+        hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        hf = hf.eval().to(bench_device)
         family = "organism" if name == "organism" else "raw"
         items = load_dataset("organism", n=batch, seed=0)
         prompts = [encode(model, prompt_for(family, it.question)) for it in items]

@@ -59,8 +59,9 @@ def hf_generate_capture(
     ``[steps, d]`` (float64 numpy).
     """
     width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    dev = hf.device
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=dev)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
     caps: list[torch.Tensor] = []
 
     def hook(_m, _a, out):
@@ -72,7 +73,7 @@ def hf_generate_capture(
                           pad_token_id=pad, eos_token_id=eos)  # fmt: skip
     finally:
         handle.remove()
-    states = torch.stack(caps, 1).double().numpy()
+    states = torch.stack(caps, 1).double().cpu().numpy()
     gens, rows = [], []
     for i, row in enumerate(out[:, width:].tolist()):
         if eos is not None and eos in row:
@@ -91,11 +92,11 @@ def hf_answer_states(hf: Any, answers: Sequence[list[int]], layer: int) -> list[
         cap = {}
 
         def hook(_m, _a, o, cap=cap):
-            cap["h"] = (o[0] if isinstance(o, tuple) else o)[0, -1].double().numpy()
+            cap["h"] = (o[0] if isinstance(o, tuple) else o)[0, -1].double().cpu().numpy()
 
         handle = hf.model.layers[layer].register_forward_hook(hook)
         try:
-            hf(torch.tensor([a]))
+            hf(torch.tensor([a], device=hf.device))
         finally:
             handle.remove()
         out.append(cap["h"])
