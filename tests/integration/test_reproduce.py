@@ -101,7 +101,31 @@ def test_reproduce_quick_organism(tmp_path):
     assert table2["reasoning"]["accuracy"] >= 0.5
     timings = json.loads((out / "timings.json").read_text())
     assert timings["mode"] == "quick"
+    check_controls(out)
     print(f"reproduce --quick (organism): {wall:.1f} s wall, {timings['total_s']} s inside")
+
+
+def check_controls(out: Path) -> None:
+    """The issue-14 controls are in the data: answer control, baselines, fig5's two random
+    controls and the found-word chain in fig5/fig6/fig7, table3 with counts."""
+    ac = json.loads((out / "answer_control.json").read_text())["summary"]
+    assert ac["n_traces"] >= 2 and 0 <= ac["pooled_specific_peak_rate"] <= 1
+    assert 0 <= ac["null_specific_peak_rate"] <= 1 and ac["null_n_peaks"] > 0
+    pr = json.loads((out / "peaks_robustness.json").read_text())["means"]
+    for k in ("auroc_token_identity", "auroc_position", "top_jaccard_chance"):
+        assert k in pr and f"{k}_n" in pr
+    fig5 = json.loads((out / "fig5.json").read_text())
+    for ds in fig5.values():
+        last = [x for x in ds["curve"] if x["matched_acc_mean"] is not None][-1]
+        assert last["random_acc_mean"] is not None and last["banned_mass_matched"] is not None
+        assert ds["found_words"], "fig4 ran first: fig5 also bans the words found at peaks"
+        assert any(x["found_acc"] is not None for x in ds["curve"][1:])
+    fig6 = json.loads((out / "fig6.json").read_text())
+    assert set(fig6["trigger_lists"]) == {"hand", "found"}
+    fig7 = Summary.load(out / "fig7.summary.json").numbers
+    assert fig7["TTTS word found at MI peaks (fig4)"] != "-"
+    rows = json.loads((out / "table3.json").read_text())["rows"]
+    assert len(rows) >= 2 and all("aom_n" in r for r in rows)
 
 
 def test_reproduce_random_qwen2_all_experiments(tmp_path, qwen2_dir, random_model_dir):
@@ -117,6 +141,11 @@ def test_reproduce_random_qwen2_all_experiments(tmp_path, qwen2_dir, random_mode
     assert fig2["reasoning"]["model"] == str(qwen2_dir)
     fig6 = json.loads((out / "fig6.json").read_text())
     assert fig6["dataset"] == "aime24" and fig6["layer"] == 1  # int(0.72 * 2 layers)
+    # B3: fig6 runs the RR budget of this run and says so (not the paper's 16k)
+    s6 = Summary.load(out / "fig6.summary.json")
+    assert fig6["budget"] == s6.numbers["generation budget (tokens)"] < 16000
+    assert f"this run: {fig6['budget']} tokens" in s6.paper
+    assert all(r["original_new_tokens"] <= fig6["budget"] for r in fig6["per_item"])
 
 
 def _trace_results(run_root: Path) -> dict:

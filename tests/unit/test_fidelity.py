@@ -155,3 +155,16 @@ def test_bounds_panel_compares_bounds_with_what_they_bound():
     assert not any("holds" in k and "hellman" in k for k in row)
     capped = tb.bound_row(1, 100, h_y, {"probe": (0.99, 9.0), "model": (0.98, 8.0)})
     assert capped["H_hat_bits"] == h_y and capped["I_lower_bits"] == 0.0
+
+
+def test_mixed_model_decoder_ce_is_held_out_and_tames_confident_mistakes():
+    import numpy as np
+
+    from tl_thinktok.reproduce.experiments import theorem_bounds as tb
+
+    bits = np.array([0.01] * 15 + [40.0] * 5)  # 5 confident mistakes: raw CE = 10 bits
+    ce = tb.mixed_ce_cv(bits, 100, seed=0)
+    assert ce < 0.5 * bits.mean()
+    best = min(float(-np.log2((1 - e) * np.exp2(-bits) + e / 100).mean()) for e in tb.MIX_GRID)
+    assert ce >= best - 1e-12  # held out: never better than the in-sample optimum
+    assert tb.mixed_ce_cv(np.full(10, 1e-6), 100) < 0.01  # a right, confident decoder stays ~0

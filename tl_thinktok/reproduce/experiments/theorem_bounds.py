@@ -9,9 +9,10 @@ actually bounds, estimated on held-out data with its uncertainty:
   probe (multinomial logistic regression in torch, float64, on ``f(h_1:T) = [h_T, mean h_1:T]``,
   PCA-reduced, factorised ``q(y|h) = q(tens|h) q(ones|h)``, 5-fold cross-validated) and the model
   itself (the trace cut after ``T`` tokens, ``</think> \\boxed{`` appended: greedy answer = its
-  error, teacher-forced gold answer = its cross-entropy; under greedy decoding the prefix is a
-  function of ``h_1:T``). The *best decoder* at ``T`` is the one with the lower held-out error,
-  reported with a Wilson 95% interval;
+  error, teacher-forced gold answer = its cross-entropy, after mixing in the uniform distribution
+  with a weight chosen on the other folds, since the raw model is overconfident; under greedy
+  decoding the prefix is a function of ``h_1:T``). The *best decoder* at ``T`` is the one with
+  the lower held-out error, reported with a Wilson 95% interval;
 * ``Ĥ`` = the lower of the two held-out cross-entropies (bits), capped at ``H(y)``: an estimate
   of an upper bound on ``H(y | h_1:T)``; ``I ≥ H(y) − Ĥ`` (variational lower bound);
 * Fano bounds the error of *every* decoder from below, increasingly in ``H``; since ``Ĥ ≥ H`` (in
@@ -148,8 +149,8 @@ def forced_error(ctx: ExpContext, model, ts, t: int) -> float:
 
 
 @torch.no_grad()
-def model_decoder_ce(ctx: ExpContext, model, ts, t: int) -> float:
-    """Mean ``-log2 q(y | h_1:T)`` where ``q`` is the model's own forced-answer distribution.
+def model_decoder_ce(ctx: ExpContext, model, ts, t: int) -> np.ndarray:
+    """Per trace ``-log2 q(y | h_1:T)`` where ``q`` is the model's own forced-answer distribution.
 
     The trace is cut after ``t`` tokens, ``</think> \\boxed{`` is appended and the gold answer's
     tokens (digits, then ``}``) are scored teacher-forced. Under greedy decoding the prefix is a
@@ -163,7 +164,7 @@ def model_decoder_ce(ctx: ExpContext, model, ts, t: int) -> float:
     fam = ctx.family(ts.model)
     suffix_ids = encode(model, answer_suffix(fam), bos=False)
     dev = hosts.model_device(model)
-    total = 0.0
+    bits = []
     for tr in ts.traces:
         gen = thinking_part(model, tr.gen_ids)
         head = encode(model, prompt_for(fam, tr.question)) + gen[:t] + suffix_ids
@@ -171,8 +172,41 @@ def model_decoder_ce(ctx: ExpContext, model, ts, t: int) -> float:
         ids = torch.tensor([head + target], device=dev)
         logp = torch.log_softmax(model(ids)[0].double(), dim=-1)
         pos = torch.arange(len(head) - 1, len(head) - 1 + len(target), device=dev)
-        total += float(-logp[pos, torch.tensor(target, device=dev)].sum()) / math.log(2)
-    return total / len(ts.traces)
+        bits.append(float(-logp[pos, torch.tensor(target, device=dev)].sum()) / math.log(2))
+    return np.array(bits)
+
+
+#: Weights of the uniform distribution mixed into the model's answer distribution (chosen by CV).
+MIX_GRID = (1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.2, 0.4)
+
+
+def mixed_ce_cv(bits: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0) -> float:
+    """Held-out CE (bits) of the model's answer distribution mixed with the uniform one.
+
+    ``q_ε = (1 − ε) q + ε / |Y|`` is still a decoder of ``h_1:T`` (a distribution over answers
+    that depends on ``h_1:T`` only); the raw ``q`` is overconfident (one confident mistake costs
+    tens of bits), so ``ε`` is chosen on the other folds from :data:`MIX_GRID` and the CE is
+    measured on the held-out fold.
+
+    Args:
+        bits: ``-log2 q(gold answer)`` per trace.
+        n_classes: ``|Y|``.
+    """
+    q = np.exp2(-np.asarray(bits, np.float64))
+    n = q.size
+    folds = max(2, min(folds, n))
+    perm = np.random.default_rng(seed).permutation(n)
+
+    def ce(eps: float, idx: np.ndarray) -> float:
+        return float(-np.log2((1 - eps) * q[idx] + eps / n_classes).mean())
+
+    total = 0.0
+    for f in range(folds):
+        te = perm[f::folds]
+        tr = np.setdiff1d(perm, te)
+        eps = min(MIX_GRID, key=lambda e: ce(e, tr))
+        total += ce(eps, te) * te.size
+    return total / n
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -231,7 +265,10 @@ def organism_part(ctx: ExpContext) -> dict:
         pr = probe_cv(x, y, seed=ctx.seed)
         decoders = {
             "probe": (pr["probe_error"], pr["ce_bits"]),
-            "model": (forced_error(ctx, model, ts, t), model_decoder_ce(ctx, model, ts, t)),
+            "model": (
+                forced_error(ctx, model, ts, t),
+                mixed_ce_cv(model_decoder_ce(ctx, model, ts, t), N_CLASSES, seed=ctx.seed),
+            ),
         }
         row = bound_row(t, len(ts.traces), h_y, decoders)
         row["mean_peaks_before_T"] = float(
