@@ -1,4 +1,4 @@
-"""Budget forcing and reference TTTS on a random Qwen2 (HookedTransformer via load_model)."""
+"""Budget forcing and reference TTTS on a random Qwen2 (load_model, every available host)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import math
 import pytest
 import torch
 
+from tl_thinktok.hosts import supported_hosts
 from tl_thinktok.interventions.ttts import budget_forcing, reference_ttts
 from tl_thinktok.loading import load_model
 
 PROMPT = "User: What is 12 times 3?\nAssistant: <think>"
 
 
-@pytest.fixture(scope="module")
-def model(qwen2_dir):
-    return load_model(qwen2_dir)  # the default host of the installed TransformerLens
+@pytest.fixture(scope="module", params=list(supported_hosts()))
+def model(request, qwen2_dir):
+    return load_model(qwen2_dir, host=request.param)
 
 
 def _ids(model, text):
