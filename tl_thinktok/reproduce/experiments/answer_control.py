@@ -191,6 +191,7 @@ def run(ctx: ExpContext) -> Summary:
     a2.hist([r["mean_specificity"] for r in rows], bins=min(20, max(3, len(rows) // 3)),
             color="tab:blue")  # fmt: skip
     a2.axvline(0, color="k", lw=0.8)
+    a2.tick_params(axis="x", labelsize=7, rotation=30)
     a2.set_xlabel("mean specificity (own − others' mean MI)")
     a2.set_ylabel("traces")
     a2.set_title(f"own > others in {agg['own_above_others_traces']} / {len(rows)} traces",
