@@ -26,16 +26,19 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tl_thinktok.datasets import Item, grade, load_dataset, prompt_for
-from tl_thinktok.generation import decode, encode, greedy_batch
+from tl_thinktok.generation import encode
 from tl_thinktok.loading import model_fingerprint
 from tl_thinktok.mi import hsic_nocco
 from tl_thinktok.peaks import STAT_FIELDS, find_peaks, trace_stats
 from tl_thinktok.reproduce.rundirs import open_run, slug
 from tl_thinktok.runs import RunDir, WithFiles
-from tl_thinktok.trace import SIGMA, MITrace, load_residuals, trace_steps
+from tl_thinktok.trace import SIGMA, MITrace, load_residuals
 
 __all__ = ["TraceSet", "TraceSettings", "compute_mi", "peak_indices", "trace_pass",
            "trace_stats_dict"]  # fmt: skip
+
+#: How the step states are obtained (``MITrace.batch_from_model`` route); part of the config.
+TRACE_ROUTE = "capture"
 
 #: Layout of a trace run directory; part of its config, so old layouts are never resumed.
 LAYOUT = "MITrace records + resid/<id>.safetensors; EOS step kept"
@@ -127,25 +130,21 @@ def _trace_batch(
     fam = cfg.family(name)
     trace_fam = fam if fam == "organism" else "raw"
     prompts = [encode(model, prompt_for(trace_fam, it.question)) for it in items]
-    gens = greedy_batch(model, prompts, max_new)
+    # one batched generation; h_t captured during it (the fastest route measured, and its memory
+    # is the residuals alone: docs/performance.md); the EOS step is kept, as the reference
+    traces = MITrace.batch_from_model(
+        model,
+        prompts,
+        [it.solution for it in items],
+        layer=cfg.layer,
+        max_new_tokens=max_new,
+        keep_residuals=True,
+        route=TRACE_ROUTE,
+        meta=[dict(id=it.id, question=it.question, answer=it.answer, model=name) for it in items],
+    )
     out = []
-    for item, ids, new in zip(items, prompts, gens, strict=True):
-        gen = trace_steps(model, new)  # the EOS step is kept, as the reference
-        text = decode(model, gen)
-        tr = MITrace.from_tokens(
-            model,
-            ids + gen,
-            len(ids),
-            item.solution,
-            layer=cfg.layer,
-            keep_residuals=True,
-            id=item.id,
-            question=item.question,
-            answer=item.answer,
-            text=text,
-            correct=bool(grade(dataset, text, item.answer)),
-            model=name,
-        )
+    for item, tr in zip(items, traces, strict=True):
+        tr.correct = bool(grade(dataset, tr.text, item.answer))
         if tr.residuals is None or tr.answer_rep is None:  # pragma: no cover - kept above
             raise RuntimeError(f"trace {item.id!r} kept no residuals")
         tensors = {"resid": tr.residuals.contiguous(), "answer": tr.answer_rep.contiguous()}
@@ -182,6 +181,7 @@ def trace_pass(cfg: TraceSettings, name: str, dataset: str, n: int) -> TraceSet:
         "estimator": "hsic_nocco(float64, sigma=50, eps=1e-5)",
         "peaks": "Q3 + 1.5 IQR",
         "layout": LAYOUT,
+        "route": TRACE_ROUTE,
     }
     run = open_run(cfg.run_dir, name, f"traces-{slug(dataset)}", config)
     items = load_dataset(dataset, n=n, seed=cfg.seed)
