@@ -84,7 +84,9 @@ def test_summary_files_readme_and_check_outputs(tmp_path):
     (tmp_path / "fig2.csv").unlink()
     assert check_outputs(tmp_path, ["fig2"]) == ["fig2: missing fig2.csv"]
     Summary("fig2", "t", "m", "d", {"x": math.nan}).save(tmp_path)
-    assert check_outputs(tmp_path, ["fig2"]) == ["fig2: non-finite key numbers"]
+    assert check_outputs(tmp_path, ["fig2"]) == [
+        "fig2: non-finite key numbers (NaN without a zero count: x)"
+    ]
     with pytest.raises(ValueError):
         save_json(tmp_path, "bad", {"x": math.inf})
 
