@@ -352,6 +352,43 @@ class MIProbe(Component):
             n = n_steps
         return torch.stack([r[row] for r in self._rows[:n]])
 
+    def pop_rows(self, n_steps: Sequence[int]) -> list[Float[Tensor, "step d_model"]]:
+        """Hand over every batch element's steps and forget the records (moved, not copied twice).
+
+        The records are copied into the per-row outputs a chunk of steps at a time and dropped as
+        they are consumed, so peak memory stays at the residuals plus one chunk (``row_residuals``
+        for every row would briefly hold everything twice).
+
+        Args:
+            n_steps: per batch element, its number of generated tokens (``<=`` recorded steps).
+
+        Returns:
+            One ``[n_steps[i], d_model]`` tensor per batch element; the probe is empty afterwards.
+
+        Example:
+            >>> hs = probe.pop_rows([len(g) for g in generated])          # doctest: +SKIP
+        """
+        self._flush()
+        if not self._rows:
+            raise ValueError("MIProbe has recorded nothing: run model.generate inside attach()")
+        first = self._rows[0]
+        b, n = first.shape[0], len(self._rows)
+        lens = [check_int("n_steps", k, low=1) for k in n_steps]
+        if len(lens) != b:
+            raise ValueError(f"got {len(lens)} step counts for a batch of {b}")
+        if max(lens) > n:
+            raise ValueError(f"n_steps={max(lens)} but the probe recorded {n} steps")
+        out = [first.new_empty((k, first.shape[-1])) for k in lens]
+        rows, self._rows = self._rows, []
+        step = max(1, _STREAM_BYTES // max(1, first.numel() * first.element_size()))
+        for s0 in range(0, n, step):
+            block = torch.stack(rows[s0 : s0 + step], 1)  # [b, chunk, d]
+            for i, k in enumerate(lens):
+                if s0 < k:
+                    out[i][s0 : min(k, s0 + step)] = block[i, : k - s0]
+            rows[s0 : s0 + step] = [None] * len(rows[s0 : s0 + step])  # release the records
+        return out
+
     def trajectory(
         self,
         answer_rep: Float[Tensor, " d_model"],

@@ -391,7 +391,7 @@ class MITrace(JsonIO):
             with attach_all(model, probe):
                 news = generation.greedy_batch(model, ids, max_new_tokens)
             gens = [trace_steps(model, n, drop_eos=drop_eos) for n in news]
-            resid = [probe.row_residuals(i, len(g)) for i, g in enumerate(gens)]
+            resid = probe.pop_rows([len(g) for g in gens])  # moved out: never held twice
         else:
             news = generation.greedy_batch(model, ids, max_new_tokens)
             gens = [trace_steps(model, n, drop_eos=drop_eos) for n in news]

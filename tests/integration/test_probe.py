@@ -203,3 +203,22 @@ def test_trajectory_streams_in_chunks_with_the_same_values(model, monkeypatch):
     chunked = probe.trajectory(y)
     assert chunked.shape == whole.shape == (7,)
     torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=0)
+
+
+def test_pop_rows_moves_rows_out_in_chunks(model, monkeypatch):
+    prompts = [PROMPT, [1, 60, 61, 62, 63, 64, 65]]
+    probe = MIProbe(layer=-1)
+    with probe.attach(model), torch.no_grad():
+        model.generate(torch.tensor(prompts), max_new_tokens=7, do_sample=False,
+                       stop_at_eos=False, verbose=False)  # fmt: skip
+    want = [probe.row_residuals(0, 7), probe.row_residuals(1, 4)]
+    monkeypatch.setattr(probe_module, "_STREAM_BYTES", 3 * 2 * 4 * hosts.d_model(model))
+    with pytest.raises(ValueError, match="1 step counts for a batch of 2"):
+        probe.pop_rows([7])
+    with pytest.raises(ValueError, match="n_steps=8"):
+        probe.pop_rows([8, 1])
+    got = probe.pop_rows([7, 4])
+    assert [g.shape[0] for g in got] == [7, 4]
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g, w)
+    assert len(probe) == 0
