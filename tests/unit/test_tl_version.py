@@ -171,3 +171,11 @@ def test_every_module_imports():
         except Exception as err:  # noqa: BLE001 - report every failure at once
             failed.append(f"{info.name}: {type(err).__name__}: {err}")
     assert not failed, "\n".join(failed)
+
+
+def test_official_names_resolve_on_either_layout():
+    """TL 4 moved get_official_model_name to supported_models; aliases still resolve (offline)."""
+    from tl_thinktok.loading import models as loading
+
+    assert loading._official_tl_name("gpt2-small") == "gpt2"
+    assert loading._official_tl_name("not-a-model/anywhere") is None
