@@ -64,13 +64,22 @@ def require_ray() -> Any:
     return ray
 
 
-def check_address(address: str | None, timeout: float = 3.0) -> None:
-    """Fail fast unless ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) accepts connections.
+#: HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS or Ray Client
+#: server) answers with a SETTINGS frame of its own.
+_H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
-    ``None``, ``"auto"`` and ``"local"`` are left to Ray.
+
+def check_address(address: str | None, timeout: float = 3.0, connect_timeout: float = 10.0) -> None:
+    """Fail fast unless a gRPC server (a Ray cluster) answers at ``address``.
+
+    ``address`` is ``HOST:PORT`` or ``ray://HOST:PORT``; ``None``, ``"auto"`` and ``"local"``
+    are left to Ray. The check connects and exchanges an HTTP/2 greeting, so a closed port, a
+    silent host and a port that accepts but is no Ray cluster fail within ``2 * timeout``
+    seconds; then a child process connects with ``ray.init`` and must finish within
+    ``connect_timeout`` seconds (``ray.init`` itself retries for minutes).
 
     Raises:
-        RayUnreachableError: malformed, or nothing answers within ``timeout`` seconds.
+        RayUnreachableError: malformed, unreachable, or not answering like a Ray cluster.
     """
     if address in (None, "", "auto", "local"):
         return
@@ -80,13 +89,36 @@ def check_address(address: str | None, timeout: float = 3.0) -> None:
         raise RayUnreachableError(
             f"--ray-address {address!r}: expected HOST:PORT or ray://HOST:PORT"
         )
+    hint = "start one there with `ray start --head`, or leave out --ray-address for a local one"
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(_H2_HELLO)
+            reply = s.recv(9)
     except OSError as e:
         raise RayUnreachableError(
-            f"cannot reach the Ray cluster at {address} within {timeout:g} s ({e}); start one "
-            f"there with `ray start --head`, or leave out --ray-address for a local cluster"
+            f"cannot reach the Ray cluster at {address} within {timeout:g} s ({e}); {hint}"
         ) from e
+    if len(reply) < 9 or reply[3] != 0x04:
+        raise RayUnreachableError(
+            f"cannot reach the Ray cluster at {address}: something listens there but does not "
+            f"answer like a Ray (gRPC) server; {hint}"
+        )
+    # a gRPC answer may still come from a proxy: connect for real, in a child with a deadline
+    import subprocess
+
+    probe = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); ray.shutdown()"
+    try:
+        r = subprocess.run([sys.executable, "-c", probe, str(address)], capture_output=True,
+                           text=True, timeout=connect_timeout)  # fmt: skip
+    except subprocess.TimeoutExpired as e:
+        raise RayUnreachableError(
+            f"cannot reach the Ray cluster at {address}: no Ray cluster answered within "
+            f"{connect_timeout:g} s; {hint}"
+        ) from e
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RayUnreachableError(f"cannot connect to the Ray cluster at {address}: {last}")
 
 
 def worker_settings(ctx: Any) -> dict[str, Any]:
