@@ -9,7 +9,9 @@ dataset: one trace pass (cached), then the means over traces of #peaks, #steps, 
 mean / std of MI and AOM, each with the number of traces where it is defined (NaN if none).
 
 Every dataset is read before anything is computed (a malformed line of a user file is an error
-naming file and line) and the outputs are written at the end, atomically.
+naming file and line) and the outputs are written at the end, atomically. A bundled extra dataset
+whose problems do not fit the model's context is skipped and named in the summary (the trace
+dataset never is).
 
 Run alone: ``python -m tl_thinktok reproduce --only table3 --dataset my.jsonl --question-field
 problem --answer-field answer``.
@@ -70,12 +72,18 @@ def run(ctx: ExpContext) -> Summary:
     for ds in names:  # read every dataset first: a bad file fails before any work
         load_dataset(ds, n=1, seed=ctx.seed)
     n_traces = ctx.size("n_traces")
-    rows = []
+    rows, skipped = [], {}
     for ds in names:
         if ds == ctx.dataset:
             ts = ctx.traces("model")
         else:
-            ts = trace_pass(ctx, ctx.model, ds, min(n_traces, N_EXTRA[ctx.mode]))
+            try:
+                ts = trace_pass(ctx, ctx.model, ds, min(n_traces, N_EXTRA[ctx.mode]))
+            except ValueError as e:  # a bundled extra the model cannot take (context too short)
+                if "context" not in str(e):
+                    raise
+                skipped[label(ds)] = str(e)
+                continue
         rows.append(dataset_row(ds, ts.traces))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 0.9 + 0.45 * len(rows)),
                                  gridspec_kw={"width_ratios": [2.2, 1]})  # fmt: skip
@@ -106,7 +114,7 @@ def run(ctx: ExpContext) -> Summary:
     fig.tight_layout()
     files = [
         save_fig(ctx.out, NAME, fig),
-        save_json(ctx.out, NAME, {"model": ctx.model, "rows": rows}),
+        save_json(ctx.out, NAME, {"model": ctx.model, "rows": rows, "skipped": skipped}),
         save_csv(ctx.out, NAME, rows),
     ]
     numbers: dict = {}
@@ -116,6 +124,8 @@ def run(ctx: ExpContext) -> Summary:
         numbers[f"{d}: AOM"] = r["aom"]
         numbers[count_key(f"{d}: AOM")] = r["aom_n"]
         numbers[f"{d}: mean MI"] = r["mean"]
+    for d, why in skipped.items():
+        numbers[f"{d}: skipped"] = why
     return Summary(
         name=NAME,
         title="AOM and peak statistics per dataset (paper Table 3)",
