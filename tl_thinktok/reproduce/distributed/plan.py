@@ -65,6 +65,19 @@ class WorkPlan(JsonIO):
     tokens_per_s: float | None = None
     probe: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (work lines as dicts, totals added)."""
+        d = super().to_dict()
+        d["lines"] = [w.to_dict() for w in self.lines]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkPlan:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data["lines"] = [WorkLine.from_dict(w) for w in data.get("lines", [])]
+        return super().from_dict(data)
+
     @property
     def total_tokens(self) -> int:
         """Generated tokens of the whole run (upper bound)."""
@@ -109,7 +122,7 @@ def make_plan(ctx: Any, names: Sequence[str], probe: bool = True) -> WorkPlan:
     """
     lines: list[WorkLine] = []
     if any(n in TRACE_EXPERIMENTS for n in names):
-        used = ",".join(n for n in names if n in TRACE_EXPERIMENTS)
+        used = "traces"
         lines.append(WorkLine(used, f"traces of {ctx.model} on {ctx.dataset}",
                               int(ctx.size("n_traces")), ctx.budget("traces")))  # fmt: skip
         if ctx.base_model and any(n in BASE_EXPERIMENTS for n in names):

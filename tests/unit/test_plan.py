@@ -1,0 +1,48 @@
+"""reproduce --plan: items x tokens per experiment from the sizes and budgets, a measured probe."""
+
+from __future__ import annotations
+
+import math
+
+from tl_thinktok.reproduce.cli import reproduce_main
+from tl_thinktok.reproduce.context import PAPER_BUDGETS, ExpContext
+from tl_thinktok.reproduce.distributed import WorkPlan, make_plan
+
+
+def test_plan_counts_follow_sizes_and_budgets():
+    ctx = ExpContext(model="organism", quick=True)
+    plan = make_plan(ctx, ["table1", "fig3_table2", "fig5", "fig6", "fig7"], probe=False)
+    by = {(w.experiment, w.what): w for w in plan.lines}
+    tr = [w for w in plan.lines if w.experiment == "traces"]
+    assert [w.items for w in tr] == [ctx.size("n_traces"), ctx.size("n_base_traces")]
+    assert all(w.tokens_per_item == ctx.budget("traces") for w in tr)
+    # quick organism fig5: ks [0, 4, 12], 3 random draws at k=12 -> 3 + 3 conditions
+    assert ctx.size("k_values") == [0, 4, 12] and ctx.size("k_random") == [12]
+    (f5,) = [w for w in plan.lines if w.experiment == "fig5"]
+    assert f5.items == 6 * ctx.size("n_eval") and f5.tokens_per_item == ctx.budget("fig5")
+    (f6,) = [w for w in plan.lines if w.experiment == "fig6"]
+    assert f6.items == 2 * ctx.size("n_rr") and f6.tokens_per_item == ctx.budget("rr")
+    f7 = [w for w in plan.lines if w.experiment == "fig7"]
+    assert [w.tokens_per_item for w in f7] == [b + 8 for b in ctx.size("budgets")]
+    assert plan.total_tokens == sum(w.items * w.tokens_per_item for w in plan.lines)
+    assert math.isnan(plan.device_hours) and len(by) == len(plan.lines)
+
+
+def test_plan_uses_paper_budgets_for_real_models():
+    ctx = ExpContext(model="deepseek-ai/DeepSeek-R1-Distill-Llama-8B")
+    plan = make_plan(ctx, ["fig6", "fig7"], probe=False)
+    assert plan.lines[0].tokens_per_item == 16000
+    f7 = [w.tokens_per_item for w in plan.lines if w.experiment == "fig7" and "aime24" in w.what]
+    assert f7 == [b + 16 for b in PAPER_BUDGETS["aime24"]]
+
+
+def test_cli_plan_probes_and_saves(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert reproduce_main(["--quick", "--plan", "--only", "fig6", "--out", str(out),
+                           "--run-dir", str(tmp_path / "runs"), "--no-progress"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "tokens/s" in text and "device-hours" in text
+    plan = WorkPlan.load(out / "plan.json")
+    assert plan.tokens_per_s > 0 and plan.device_hours > 0
+    assert plan.total_tokens == plan.lines[0].items * plan.lines[0].tokens_per_item
+    assert not (tmp_path / "runs").exists()  # nothing ran
