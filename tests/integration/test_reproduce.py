@@ -90,8 +90,10 @@ def test_reproduce_quick_organism(tmp_path):
     readme = (out / "README.md").read_text()
     assert "about the organism" in readme
     # the trace pass ran once per model and was reused by every trace-based script
-    trace_dirs = sorted(p.name for p in (runs / "organism").glob("traces-*"))
+    # (table3 adds one trace pass per extra dataset)
+    trace_dirs = sorted(p.name for p in (runs / "organism").glob("traces-organism-*"))
     assert len(trace_dirs) == 1, trace_dirs
+    assert len(list((runs / "organism").glob("traces-gsm8k-*"))) == 1
     assert len(list((runs / "organism-base").glob("traces-*"))) == 1
     fig4 = json.loads((out / "fig4.json").read_text())
     # last block + greedy decoding: the lens token at a peak is the generated token
