@@ -47,7 +47,7 @@ def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
 def format_trace_table(rows: Iterable[Mapping[str, Any]]) -> str:
     """Trace-pipeline rows → text: tokens/s of every pipeline and the ratio to the reference."""
     rows = sorted(rows, key=lambda r: (r["model"], r["batch"]))
-    routes = ["reference", "capture", "teacher", "per_trace"]
+    routes = ["reference", "capture", "teacher", "per_trace", "capture_fastmi"]
     head = (
         f"{'model':<14} {'batch':>5} {'tokens':>6} "
         + " ".join(f"{'tok/s ' + r:>17}" for r in routes)

@@ -57,7 +57,10 @@ def _trigger_ids(model, kind):
     if kind == "vocab":
         return list(range(hosts.d_vocab(model)))
     words = ["So", "Let", "Hmm", "Wait", "First", "Now", "Okay", "But", "I", "Therefore"]
-    tt = ThinkingTokens.from_words(model.tokenizer, words)
+    try:
+        tt = ThinkingTokens.from_words(model.tokenizer, words)
+    except ValueError as err:  # the random stand-in's tokenizer has no such words
+        pytest.skip(f"no thinking words in this tokenizer: {err}")
     return tt.token_ids()
 
 
