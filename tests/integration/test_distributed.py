@@ -26,7 +26,7 @@ try:
     import ray
 except ImportError:  # pragma: no cover - depends on the environment
     ray = None
-    if os.environ.get("TL_THINKTOK_REQUIRE_RAY"):
+    if os.environ.get("TL_THINKTOK_REQUIRE_RAY") == "1":
         raise
     pytestmark = pytest.mark.skip(
         reason='ray is not installed (pip install "tl-thinktok[distributed]"); '
