@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tl_thinktok.generation import greedy_batch
+from tl_thinktok.generation import encode, greedy_batch
+from tl_thinktok.interventions.base import attach_all
 from tl_thinktok.mi import HSIC
 from tl_thinktok.peaks import find_peaks
+from tl_thinktok.probe import MIProbe, last_residuals_batch
 from tl_thinktok.testing.reference import reference_nocco
 from tl_thinktok.trace import MITrace, trace_steps
 
@@ -45,12 +47,16 @@ def tl_route(
 ) -> list[tuple[list[int], np.ndarray, list[int]]]:
     """tl-thinktok's trace pipeline on a batch by ``route`` → ``(generated ids, mi, peaks)``."""
     if route == "capture_fastmi":  # capture, then the fast estimator (not a library default)
-        trs = MITrace.batch_from_model(model, prompts, answer_texts, layer=layer,
-                                       max_new_tokens=max_new, keep_residuals=True)  # fmt: skip
+        probe = MIProbe(layer)
+        with attach_all(model, probe):
+            news = greedy_batch(model, prompts, max_new)
+        gens = [trace_steps(model, n) for n in news]
+        hs = probe.pop_rows([len(g) for g in gens])
+        answers = [encode(model, t) for t in answer_texts]
         out = []
-        for tr in trs:
-            mi = HSIC(tr.answer_rep, tol=FAST_TOL)(tr.residuals).numpy()
-            out.append((tr.gen_ids, mi, find_peaks(torch.as_tensor(mi))))
+        for g, h, y in zip(gens, hs, last_residuals_batch(model, answers, layer), strict=True):
+            mi = HSIC(y.cpu(), tol=FAST_TOL)(h.cpu()).numpy()
+            out.append((g, mi, find_peaks(torch.as_tensor(mi))))
         return out
     if route == "per_trace":
         gens = [trace_steps(model, g) for g in greedy_batch(model, prompts, max_new)]

@@ -4,7 +4,7 @@ Covered on both hosts (HookedTransformer and TransformerBridge), prompts of diff
 (left padding), KV cache on and off: RepresentationRecycling (per-row triggers on different steps,
 per-row coins, EOS per row; each row also against the HF two-pass reference of
 ``test_recycle.py``), SuppressTokens (and HF ``suppress_tokens``), MIProbe (row residuals and MI
-to 1e-9 in float64) and reference TTTS.
+to 1e-9 in float64), reference TTTS and ``MITrace.batch_from_model`` (both routes).
 """
 
 from __future__ import annotations
