@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["check_int", "check_float", "check_prob", "check_bool", "as_token_ids"]
+__all__ = ["check_int", "check_float", "check_prob", "check_bool", "as_token_ids", "as_f64_vector"]
 
 
 def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
@@ -119,3 +120,25 @@ def as_token_ids(
     if not allow_empty and not out:
         raise ValueError(f"{name} is empty: give at least one id")
     return out
+
+
+def as_f64_vector(name: str, values: Any) -> np.ndarray:
+    """A new 1-D float64 numpy array of ``values`` (a tensor, array or sequence of numbers).
+
+    Raises:
+        TypeError: not numbers.
+        ValueError: not 1-D (one value per step).
+
+    Example:
+        >>> as_f64_vector("mi", torch.tensor([1, 2])).dtype
+        dtype('float64')
+    """
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().to(torch.float64).numpy()
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a 1-D sequence of numbers: {exc}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per step), got shape {arr.shape}")
+    return arr

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from tl_thinktok._io import JsonIO
-from tl_thinktok._validate import check_float, check_int
+from tl_thinktok._validate import as_f64_vector, check_float, check_int
 
 __all__ = ["METHODS", "TraceStats", "aggregate", "find_peaks", "iqr_threshold", "trace_stats"]
 
@@ -35,14 +35,7 @@ METHODS = ("iqr", "topk")
 
 
 def _as_trace(mi: object, name: str = "mi") -> np.ndarray:
-    if isinstance(mi, torch.Tensor):
-        mi = mi.detach().cpu().to(torch.float64).numpy()
-    try:
-        arr = np.asarray(mi, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a 1-D sequence of numbers: {exc}") from None
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per step), got shape {arr.shape}")
+    arr = as_f64_vector(name, mi)
     if arr.size == 0:
         raise ValueError(f"{name} is empty")
     if not np.isfinite(arr).all():

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from tl_thinktok import generation
 from tl_thinktok._io import JsonIO, atomic_write_text, to_jsonable
-from tl_thinktok._validate import as_token_ids, check_bool, check_float, check_int
+from tl_thinktok._validate import as_f64_vector, as_token_ids, check_bool, check_float, check_int
 from tl_thinktok.interventions.base import attach_all
 from tl_thinktok.mi import HSIC
 from tl_thinktok.peaks import TraceStats, find_peaks, trace_stats
@@ -62,18 +62,6 @@ _META = ("id", "question", "answer", "text", "correct", "model")
 def residual_file(path: str | Path) -> Path:
     """Where :meth:`MITrace.save` puts the residuals of the trace saved at ``path``."""
     return Path(path).with_suffix(".safetensors")
-
-
-def _as_f64(values: Any, name: str) -> np.ndarray:
-    if isinstance(values, Tensor):
-        values = values.detach().cpu().to(torch.float64).numpy()
-    try:
-        arr = np.array(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a 1-D sequence of numbers: {exc}") from None
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per step), got shape {arr.shape}")
-    return arr
 
 
 def _states(t: Tensor) -> Tensor:
@@ -141,8 +129,8 @@ class MITrace(JsonIO):
         self.layer = check_int("layer", self.layer)
         self.sigma = check_float("sigma", self.sigma, low=0.0)
         n = len(self.tokens) - self.prompt_len
-        self.mi = _as_f64(self.mi, "mi")
-        self.resid_norm = _as_f64(self.resid_norm, "resid_norm")
+        self.mi = as_f64_vector("mi", self.mi)
+        self.resid_norm = as_f64_vector("resid_norm", self.resid_norm)
         for name, arr in (("mi", self.mi), ("resid_norm", self.resid_norm)):
             if arr.shape[0] != n:
                 raise ValueError(
