@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from leaks import all_hooks  # tests/integration/leaks.py
 
 from tl_thinktok import hosts
 from tl_thinktok.interventions import (
@@ -20,16 +21,6 @@ from tl_thinktok.probe import MIProbe
 
 PROMPT = [1, 40, 41, 42, 43, 44, 45]
 N_NEW = 6
-
-
-def all_hooks(model) -> dict[str, tuple[int, int]]:
-    """(forward hooks, forward pre-hooks) of every submodule, HookPoints included."""
-    out = {}
-    for name, mod in model.named_modules():
-        n = (len(mod._forward_hooks), len(mod._forward_pre_hooks))
-        if n != (0, 0):
-            out[name] = n
-    return out
 
 
 def _generate(model, n=N_NEW):
