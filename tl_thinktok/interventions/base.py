@@ -26,6 +26,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 
 from tl_thinktok import hosts
+from tl_thinktok._validate import check_bool
 
 __all__ = ["Component", "ModuleHook", "attach_all"]
 
@@ -160,8 +161,7 @@ def attach_all(
         ...     model.generate(tokens, max_new_tokens=8, do_sample=False)
     """
     hosts.check_host(model)
-    if not isinstance(reset, bool):
-        raise TypeError(f"reset must be a bool, got {type(reset).__name__}: {reset!r}")
+    check_bool("reset", reset)
     for c in components:
         if not isinstance(c, Component):
             raise TypeError(f"attach_all takes Component instances, got {type(c).__name__}")
