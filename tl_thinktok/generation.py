@@ -36,7 +36,10 @@ __all__ = [
     "encode",
     "eos_id",
     "greedy",
+    "fast_decode_unsupported",
     "greedy_batch",
+    "greedy_batch_states",
+    "last_states_batch",
     "max_new_tokens_room",
     "pad_id",
 ]
@@ -223,3 +226,117 @@ def greedy(
     """
     out = greedy_batch(model, [ids], max_new_tokens, fwd_hooks=fwd_hooks, stop_at_eos=stop_at_eos)
     return out[0]
+
+
+def fast_decode_unsupported(model: Any) -> str | None:
+    """Why :func:`greedy_batch_states` cannot run on ``model`` now (``None``: it can)."""
+    return hosts.adapter(model).fast_decode_unsupported()
+
+
+def _left_pad(model: Any, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, list[int]]:
+    n = max(len(p) for p in prompts)
+    pad = pad_id(model)
+    rows = [[pad] * (n - len(p)) + list(p) for p in prompts]
+    return torch.tensor(rows, device=hosts.model_device(model)), [n - len(p) for p in prompts]
+
+
+@torch.no_grad()
+def greedy_batch_states(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    layer: int = -1,
+    *,
+    stop_at_eos: bool = True,
+) -> tuple[list[list[int]], list[torch.Tensor]]:
+    """Greedy decoding of several prompts with the host's fast decoder, recording ``h_t``.
+
+    The fast decoder runs the model's own weights without HookPoints (no hook fires, nothing is
+    cached by TransformerLens), so it refuses while hooks or SAEs are attached: use
+    :func:`greedy_batch` with an :class:`~tl_thinktok.probe.MIProbe` there. Tokens equal
+    :func:`greedy_batch`'s and HF ``generate``'s; the states equal the probe's within float
+    round-off (tests/integration/test_fast_decode.py).
+
+    Args:
+        model: HookedTransformer or TransformerBridge with a tokenizer.
+        prompts: token ids per prompt (each non-empty).
+        max_new_tokens: new tokens per prompt (>= 0; clipped to the context room as
+            :func:`greedy_batch`).
+        layer: block whose output is recorded (negative counts from the end).
+        stop_at_eos: cut each row after its first EOS (the loop stops once all rows have one).
+
+    Returns:
+        ``(new ids per prompt, states per prompt)``; ``states[i]`` is ``[len(new[i]), d_model]``
+        (the output of block ``layer`` at the position that predicted each new id).
+
+    Raises:
+        ValueError: an empty prompt, a prompt longer than the context, or a model the fast
+            decoder cannot run (the message says why).
+
+    Example:
+        >>> new, states = greedy_batch_states(model, [encode(model, "2 + 3 =")], 8)
+        ... # doctest: +SKIP
+    """
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, low=0)
+    ad = hosts.adapter(model)
+    layer = ad.check_layer(layer)
+    why = ad.fast_decode_unsupported()
+    if why is not None:
+        raise ValueError(f"fast decoding is not available: {why}")
+    if not prompts:
+        return [], []
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty: give at least one token id")
+    n = max(len(p) for p in prompts)
+    room = max_new_tokens_room(model, n)
+    if room is not None and max_new_tokens > room:
+        warnings.warn(
+            f"max_new_tokens={max_new_tokens} does not fit: a {n}-token prompt leaves room for "
+            f"{room} new tokens in the model's context (cfg.n_ctx={context_length(model)}); "
+            f"generating {room}",
+            stacklevel=2,
+        )
+        max_new_tokens = room
+    if max_new_tokens <= 0:
+        return [[] for _ in prompts], [
+            torch.zeros(0, ad.d_model, device=hosts.model_device(model)) for _ in prompts
+        ]
+    toks, n_pad = _left_pad(model, prompts)
+    eos = eos_id(model) if stop_at_eos else None
+    new, states = ad.fast_decode(toks, n_pad, int(max_new_tokens), layer, eos)
+    gens, out = [], []
+    for i, row in enumerate(new.tolist()):
+        if eos is not None and eos in row:
+            row = row[: row.index(eos) + 1]
+        gens.append(row)
+        out.append(states[i, : len(row)])
+    return gens, out
+
+
+@torch.no_grad()
+def last_states_batch(
+    model: Any, seqs: Sequence[Sequence[int]], layer: int = -1
+) -> list[torch.Tensor]:
+    """Block ``layer``'s output at the last token of each sequence, one hook-free batched pass.
+
+    The fast counterpart of :func:`tl_thinktok.probe.last_residuals_batch` (same refusals as
+    :func:`greedy_batch_states`).
+
+    Example:
+        >>> ys = last_states_batch(model, [encode(model, "2 + 3 = 5")])  # doctest: +SKIP
+    """
+    ad = hosts.adapter(model)
+    layer = ad.check_layer(layer)
+    why = ad.fast_decode_unsupported()
+    if why is not None:
+        raise ValueError(f"fast decoding is not available: {why}")
+    if not seqs:
+        return []
+    for i, p in enumerate(seqs):
+        if len(p) == 0:
+            raise ValueError(f"sequence {i} is empty: give at least one token id")
+        check_prompt_length(model, len(p), what="sequence")
+    toks, n_pad = _left_pad(model, seqs)
+    h = ad.fast_last_states(toks, n_pad, layer)
+    return list(h.unbind(0))

@@ -47,16 +47,34 @@ from tl_thinktok.probe import (
     step_residuals_batch,
 )
 
-__all__ = ["MITrace", "residual_file", "strip_eos", "trace_steps"]
+__all__ = ["MITrace", "ROUTES", "resolve_route", "residual_file", "strip_eos", "trace_steps"]
 
 #: Reference bandwidth of the paper's NOCCO estimator.
 SIGMA = 50.0
 #: Routes of :meth:`MITrace.batch_from_model` (the first is the default: the fastest measured).
-ROUTES = ("capture", "teacher")
+ROUTES = ("auto", "fast", "capture", "teacher")
 #: MI and norms are computed over chunks of at most this many bytes of float64 step states, so a
 #: long trace never gets a whole float64 copy (docs/performance.md, "Memory").
 _STREAM_BYTES = 64 * 2**20
 _META = ("id", "question", "answer", "text", "correct", "model")
+
+
+def resolve_route(model: Any, route: str = "auto") -> str:
+    """The step-state route :meth:`MITrace.batch_from_model` takes for ``route`` on ``model``.
+
+    ``"auto"`` is ``"fast"`` when the host's fast decoder can run the model now (no hooks or
+    SAEs attached, an implemented architecture), else ``"capture"``; other routes are returned
+    as given (``"fast"`` is checked when it runs).
+
+    Example:
+        >>> resolve_route(model)  # doctest: +SKIP
+        'fast'
+    """
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}; expected one of {ROUTES}")
+    if route == "auto":
+        return "fast" if generation.fast_decode_unsupported(model) is None else "capture"
+    return route
 
 
 def residual_file(path: str | Path) -> Path:
@@ -71,10 +89,17 @@ def _states(t: Tensor) -> Tensor:
 
 
 def _analyse(
-    resid: Float[Tensor, "step d"], answer: Float[Tensor, " d"], sigma: float
+    resid: Float[Tensor, "step d"],
+    answer: Float[Tensor, " d"],
+    sigma: float,
+    mi_tol: float | None = None,
 ) -> tuple[np.ndarray, list[int], np.ndarray]:
-    """MI trajectory (float64), its peaks and the residual norms of CPU states (streamed)."""
-    est = HSIC(answer, sigma=sigma)  # the answer side is factorised once for all chunks
+    """MI trajectory (float64), its peaks and the residual norms of CPU states (streamed).
+
+    ``mi_tol``: ``None`` = the exact estimator; a float = the fast low-rank one with that
+    tolerance (:class:`~tl_thinktok.mi.HSIC`).
+    """
+    est = HSIC(answer, sigma=sigma, tol=mi_tol)  # answer side factorised once for all chunks
     step = max(1, _STREAM_BYTES // (8 * resid.shape[-1]))
     chunks = [resid[i : i + step] for i in range(0, resid.shape[0], step)]
     mi = torch.cat([est(c) for c in chunks]).cpu().numpy()
@@ -95,6 +120,8 @@ class MITrace(JsonIO):
         peaks: ascending peak steps.
         resid_norm: ``[step]`` float64 norms ``‖h_t‖``.
         sigma: kernel bandwidth of the estimator.
+        mi_tol: ``None`` when ``mi`` is the exact estimator; else the fast estimator's tolerance
+            (:class:`~tl_thinktok.mi.HSIC` ``tol``; relative error about 1e-6 at ``1e-10``).
         id, question, answer, text, correct, model: optional metadata (problem id, question,
             gold answer, decoded generation, graded correctness, model name).
         residuals: ``[step, d]`` ``h_t`` if kept (saved as safetensors, not JSON); float32, or
@@ -109,6 +136,7 @@ class MITrace(JsonIO):
     peaks: list[int]
     resid_norm: Float[np.ndarray, " step"]
     sigma: float = SIGMA
+    mi_tol: float | None = None
     id: str | None = None
     question: str | None = None
     answer: str | None = None
@@ -300,7 +328,8 @@ class MITrace(JsonIO):
         bos: bool | None = None,
         keep_residuals: bool = False,
         drop_eos: bool = False,
-        route: str = "capture",
+        route: str = "auto",
+        mi_tol: float | None = None,
         meta: Sequence[dict[str, Any]] | None = None,
     ) -> list[MITrace]:
         """:meth:`from_model` for many prompts: ONE batched greedy generation (left padding).
@@ -310,14 +339,21 @@ class MITrace(JsonIO):
 
         Routes for the step states ``h_t`` (benchmarked in tests/benchmarks/test_bench_trace.py):
 
-        * ``"capture"`` (default): an :class:`~tl_thinktok.probe.MIProbe` records them during
-          generation; no second pass, and the memory is the residuals themselves (a
-          teacher-forced pass over a 16k-token trace would need the full attention matrix);
+        * ``"fast"``: the host's fast decoder (:func:`~tl_thinktok.generation.greedy_batch_states`:
+          the model's weights without HookPoints) records them while it generates, and the
+          answer representations come from its hook-free pass
+          (:func:`~tl_thinktok.generation.last_states_batch`). Same tokens, states equal to
+          float round-off; refused while hooks or SAEs are attached, or for an architecture
+          the decoder does not implement (the error says which);
+        * ``"capture"``: an :class:`~tl_thinktok.probe.MIProbe` records them during the host's
+          ``generate`` (every hook and SAE attached to the model applies); no second pass;
         * ``"teacher"``: one right-padded teacher-forced pass over all traces afterwards
           (:func:`~tl_thinktok.probe.step_residuals_batch`), the definition of
-          :meth:`from_tokens`.
+          :meth:`from_tokens` (a 16k-token trace needs the full attention matrix: avoid there);
+        * ``"auto"`` (default): ``"fast"`` where the model allows it, else ``"capture"``
+          (:func:`resolve_route`).
 
-        The answer representations come from one batched pass
+        Outside ``"fast"`` the answer representations come from one batched pass
         (:func:`~tl_thinktok.probe.last_residuals_batch`).
 
         Args:
@@ -330,7 +366,10 @@ class MITrace(JsonIO):
             bos: BOS policy for text prompts and answers (``None`` = the model's default).
             keep_residuals: keep ``h_t`` / ``h_y`` on each trace.
             drop_eos: drop a final EOS step (as :meth:`from_model`).
-            route: ``"capture"`` or ``"teacher"``.
+            route: ``"auto"``, ``"fast"``, ``"capture"`` or ``"teacher"``.
+            mi_tol: ``None`` (default) = the exact estimator; a float = the fast low-rank
+                estimator with that tolerance (``1e-10``: relative error about 1e-6, docs/
+                performance.md), recorded on each trace.
             meta: per prompt, metadata fields (``id``, ``question``, ``answer``, ``text``,
                 ``correct``, ``model``); ``text`` defaults to the decoded generation.
 
@@ -346,8 +385,11 @@ class MITrace(JsonIO):
             ...     model, ["Q: 2+3?", "Q: 4+4?"], ["2+3=5", "4+4=8"], max_new_tokens=32
             ... )  # doctest: +SKIP
         """
-        if route not in ROUTES:
-            raise ValueError(f"unknown route {route!r}; expected one of {ROUTES}")
+        route = resolve_route(model, route)
+        if mi_tol is not None:
+            mi_tol = check_float("mi_tol", mi_tol, low=0.0)
+            if mi_tol == 0.0:
+                raise ValueError("mi_tol must be > 0 (None selects the exact estimator)")
         check_int("max_new_tokens", max_new_tokens, low=1)
         drop_eos = check_bool("drop_eos", drop_eos)
         prompts, answer_texts = list(prompts), list(answer_texts)
@@ -374,7 +416,11 @@ class MITrace(JsonIO):
             a = generation.encode(model, text, bos=bos)
             generation.check_prompt_length(model, len(a), what="answer text")
             answers.append(a)
-        if route == "capture":
+        if route == "fast":
+            news, states = generation.greedy_batch_states(model, ids, max_new_tokens, layer)
+            gens = [trace_steps(model, n, drop_eos=drop_eos) for n in news]
+            resid = [h[: len(g)] for h, g in zip(states, gens, strict=True)]
+        elif route == "capture":
             probe = MIProbe(layer)
             with attach_all(model, probe):
                 news = generation.greedy_batch(model, ids, max_new_tokens)
@@ -389,12 +435,16 @@ class MITrace(JsonIO):
                     model, len(f) - 1, what="trace (minus its last token)"
                 )
             resid = step_residuals_batch(model, full, [len(p) for p in ids], layer)
-        ys = last_residuals_batch(model, answers, layer)
+        if route == "fast":
+            ys = generation.last_states_batch(model, answers, layer)
+        else:
+            ys = last_residuals_batch(model, answers, layer)
         out = []
         for p, g, h, y, m in zip(ids, gens, resid, ys, metas, strict=True):
             m.setdefault("text", generation.decode(model, g))
             out.append(cls._build(
-                p + g, len(p), layer, _states(h), _states(y), sigma, keep_residuals, m
+                p + g, len(p), layer, _states(h), _states(y), sigma, keep_residuals, m,
+                mi_tol=mi_tol,
             ))  # fmt: skip
         return out
 
@@ -462,11 +512,13 @@ class MITrace(JsonIO):
         sigma: float,
         keep: bool,
         meta: dict[str, Any],
+        *,
+        mi_tol: float | None = None,
     ) -> MITrace:
         unknown = set(meta) - set(_META)
         if unknown:
             raise TypeError(f"unknown MITrace metadata {sorted(unknown)}; known: {list(_META)}")
-        mi, peaks, norms = _analyse(resid, ans, sigma)
+        mi, peaks, norms = _analyse(resid, ans, sigma, mi_tol)
         return cls(
             tokens=ids,
             prompt_len=prompt_len,
@@ -475,6 +527,7 @@ class MITrace(JsonIO):
             peaks=peaks,
             resid_norm=norms,
             sigma=sigma,
+            mi_tol=mi_tol,
             residuals=resid.contiguous() if keep else None,
             answer_rep=ans.contiguous() if keep else None,
             **meta,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -235,6 +235,46 @@ class HostAdapter(ABC):
     def fix_kv_cache(self) -> int:
         """Patch host/transformers KV-cache mismatches on this model; number of modules patched."""
         return 0
+
+    # ------------------------------------------------------------------ fast decoding (no hooks)
+    def fast_decode_unsupported(self) -> str | None:
+        """Why :meth:`fast_decode` cannot run on this model now (``None``: it can).
+
+        The fast decoder runs the model's maths without any HookPoint, so it refuses while hooks
+        or spliced SAEs are attached (they would be bypassed silently).
+        """
+        return f"the {self.name} host has no fast decoder"
+
+    def fast_decode(
+        self,
+        tokens: Int[Tensor, "b p"],
+        n_pad: Sequence[int],
+        max_new_tokens: int,
+        layer: int,
+        eos: int | None,
+    ) -> tuple[Int[Tensor, "b n"], Float[Tensor, "b n d_model"]]:
+        """Greedy decoding of a left-padded batch without hooks, recording one block's output.
+
+        Args:
+            tokens: left-padded prompts (row ``i`` starts with ``n_pad[i]`` pad ids).
+            n_pad: pad count per row.
+            max_new_tokens: steps to run (>= 1; the caller checked the context room).
+            layer: block whose output (``resid_post``) is recorded.
+            eos: rows stop counting at EOS; the loop ends when every row has produced it.
+
+        Returns:
+            ``(new, states)``: the new ids ``[b, n]`` (``n <= max_new_tokens``; a row's ids after
+            its first EOS are meaningless) and block ``layer``'s output at the position that
+            predicted each new id ``[b, n, d_model]`` (step ``t``'s ``h_t``, as
+            :class:`~tl_thinktok.probe.MIProbe` records it).
+        """
+        raise NotImplementedError(self.fast_decode_unsupported())
+
+    def fast_last_states(
+        self, tokens: Int[Tensor, "b p"], n_pad: Sequence[int], layer: int
+    ) -> Float[Tensor, "b d_model"]:
+        """Block ``layer``'s output at the last position of each left-padded row, no hooks."""
+        raise NotImplementedError(self.fast_decode_unsupported())
 
     # ------------------------------------------------------------------ tokenisation
     @property

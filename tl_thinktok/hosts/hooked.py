@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -113,3 +114,47 @@ class HookedAdapter(HostAdapter):
         if spe is not None:
             out["shortformer_pos_embed"] = spe[:, sl]
         return out
+
+    # ------------------------------------------------------------------ fast decoding
+    def fast_decode_unsupported(self) -> str | None:
+        """``None`` when :mod:`~tl_thinktok.hosts.hooked_decode` can run this model now."""
+        from tl_thinktok.hosts import hooked_decode
+
+        why = hooked_decode.unsupported(self.model)
+        if why is not None:
+            return why
+        attached = self.hook_counts()
+        if attached:
+            names = ", ".join(sorted(attached)[:3])
+            return (
+                f"hooks are attached ({names}{', ...' if len(attached) > 3 else ''}); the fast "
+                "decoder runs no HookPoint, so they would be bypassed"
+            )
+        return None
+
+    def fast_decode(
+        self,
+        tokens: Tensor,
+        n_pad: Sequence[int],
+        max_new_tokens: int,
+        layer: int,
+        eos: int | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Greedy decoding with :func:`tl_thinktok.hosts.hooked_decode.decode` (base contract)."""
+        from tl_thinktok.hosts import hooked_decode
+
+        why = self.fast_decode_unsupported()
+        if why is not None:
+            raise ValueError(f"fast decoding is not available: {why}")
+        return hooked_decode.decode(
+            self.model, tokens, n_pad, max_new_tokens, self.check_layer(layer), eos
+        )
+
+    def fast_last_states(self, tokens: Tensor, n_pad: Sequence[int], layer: int) -> Tensor:
+        """Block ``layer``'s output at each row's last position (hooked_decode, no hooks)."""
+        from tl_thinktok.hosts import hooked_decode
+
+        why = self.fast_decode_unsupported()
+        if why is not None:
+            raise ValueError(f"fast decoding is not available: {why}")
+        return hooked_decode.last_states(self.model, tokens, n_pad, self.check_layer(layer))
