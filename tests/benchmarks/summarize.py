@@ -44,26 +44,43 @@ def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+TRACE_REFS = ("scripts", "batched", "reference")  # "reference": rows written before both refs
+TRACE_ROUTES = ("capture", "teacher", "per_trace", "fast", "capture_fastmi", "fast_fastmi")
+
+
 def format_trace_table(rows: Iterable[Mapping[str, Any]]) -> str:
-    """Trace-pipeline rows → text: tokens/s of every pipeline and the ratio to the reference."""
+    """Trace-pipeline rows → text: tokens/s of every pipeline, then each route's speed-up over
+    each reference (reference time / route time = route tokens/s / reference tokens/s)."""
     rows = sorted(rows, key=lambda r: (r["model"], r["batch"]))
-    routes = ["reference", "capture", "teacher", "per_trace", "capture_fastmi"]
-    head = (
-        f"{'model':<14} {'batch':>5} {'tokens':>6} "
-        + " ".join(f"{'tok/s ' + r:>17}" for r in routes)
-        + " "
-        + " ".join(f"{'x ref ' + r:>16}" for r in routes[1:])
-        + f" {'fastest':>9} {'ref MI ms/step':>14}"
-    )
+    seen = {k for r in rows for k in r["tokens_per_s"]}
+    refs = [k for k in TRACE_REFS if k in seen]
+    routes = [k for k in TRACE_ROUTES if k in seen] + sorted(seen - {*TRACE_REFS, *TRACE_ROUTES})
+    pipes = refs + routes
+    key = f"{'model':<14} {'batch':>5} {'tokens':>6}"
+    head = key + " " + " ".join(f"{'tok/s ' + p:>20}" for p in pipes)
+    head += f" {'fastest':>9} {'ref MI ms/step':>14} {'ref f32 err med/max':>20}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        tps, ratio = r["tokens_per_s"], r["ratio"]
+        tps = r["tokens_per_s"]
+        err = f"{r.get('ref_f32_rel_err_median', math.nan):.2g}/"
+        err += f"{r.get('ref_f32_rel_err_max', math.nan):.2g}"
         lines.append(
             f"{r['model']:<14} {r['batch']:>5} {r['tokens']:>6} "
-            + " ".join(f"{tps.get(k, math.nan):>17.1f}" for k in routes)
-            + " "
-            + " ".join(f"{ratio.get(k, math.nan):>16.1f}" for k in routes[1:])
-            + f" {r['fastest']:>9} {r['ref_mi_ms_per_step']:>14.1f}"
+            + " ".join(f"{tps.get(p, math.nan):>20.1f}" for p in pipes)
+            + f" {r['fastest']:>9} {r['ref_mi_ms_per_step']:>14.1f} {err:>20}"
+        )
+    lines.append("")
+    head = key + " " + " ".join(f"{'x ' + '/'.join(refs) + ' ' + k:>28}" for k in routes)
+    lines += [head, "-" * len(head)]
+    for r in rows:
+        tps = r["tokens_per_s"]
+        cells = []
+        for k in routes:
+            got = tps.get(k, math.nan)
+            cells.append(" / ".join(f"{got / tps.get(ref, math.nan):.2f}" for ref in refs))
+        lines.append(
+            f"{r['model']:<14} {r['batch']:>5} {r['tokens']:>6} "
+            + " ".join(f"{c:>28}" for c in cells)
         )
     return "\n".join(lines)
 
@@ -94,7 +111,10 @@ def format_all(rows: Iterable[Mapping[str, Any]]) -> str:
         parts.append(format_table(est))
     trace = [r for r in rows if r.get("table") == "trace"]
     if trace:
-        parts.append("trace pipeline, tokens/s end to end (x ref = reference time / route time)")
+        parts.append(
+            "trace pipeline, tokens/s end to end; x scripts / batched = that reference's "
+            "time / the route's time"
+        )
         parts.append(format_trace_table(trace))
     rr = [r for r in rows if r.get("table") == "rr_batch"]
     if rr:

@@ -1,6 +1,6 @@
-"""Table-1 trace pipeline end to end (generate, capture, MI, peaks): tl-thinktok vs the reference.
+"""Table-1 trace pipeline end to end (generate, capture, MI, peaks): tl-thinktok vs two references.
 
-Run (not part of CI; prints the ratio table at the end)::
+Run (not part of CI; prints the tables at the end)::
 
     python -m pytest tests/benchmarks/test_bench_trace.py -q -s
 
@@ -9,17 +9,24 @@ Models: the bundled organism (4 layers, d 128) and a random Qwen2 with 8 layers 
 ``THINKTOK_BENCH_TRACE_STEPS`` (64) new tokens each, the last block's states, the answer
 representation of each gold solution, NOCCO MI (float64) and Q3 + 1.5 IQR peaks.
 
-Pipelines (``trace_pipelines.py``): the reference (HF ``generate`` with a forward hook per step,
-HF answer pass, the reference MI formula step by step) and tl-thinktok's routes ``capture``
-(``MIProbe`` during batched generation), ``teacher`` (batched generation + one right-padded
-teacher-forced pass) and ``per_trace`` (batched generation + one pass per trace). Identical
-generated tokens are asserted, and every route's MI agrees with the reference formula on the
-steps where it was evaluated.
+Pipelines (``trace_pipelines.py``), side by side in every round:
 
-Timing: one torch thread, process CPU time (robust to the other processes of a shared machine),
-``THINKTOK_BENCH_ROUNDS`` (3) interleaved rounds, medians. The reference MI formula costs tens to
-hundreds of ms per step, so it is evaluated on ``REF_STEPS`` steps of every trace per round and
-charged per step for all steps (its cost does not depend on the step).
+* ``scripts`` — what the MI-Peaks reference scripts do: HF ``generate`` one prompt at a time
+  (batch 1, ``output_hidden_states=True``) with a forward hook keeping ``hidden[0, -1]`` per step,
+  one HF pass per answer, the MI formula per step in torch float32;
+* ``batched`` — a strengthened reference: one left-padded batched HF ``generate``, then the same;
+* tl-thinktok's routes (``THINKTOK_BENCH_ROUTES``, a comma list; default all of
+  ``trace_pipelines.ROUTES``): ``capture``, ``teacher``, ``per_trace``, ``fast``, and the
+  fast-estimator options ``capture_fastmi`` / ``fast_fastmi``.
+
+Checks in every round: every route's generated tokens equal the per-prompt HF ``generate`` tokens
+(and so do the batched reference's), and every route's MI agrees with the float64 formula on the
+steps where the references evaluated it (≤ 1e-3 of the trace's scale).
+
+Timing: one torch thread, process CPU time (robust to the other processes of a shared machine;
+synchronised wall time on a GPU, bench_clock.py), ``THINKTOK_BENCH_ROUNDS`` (3) interleaved
+rounds, medians. The reference formula costs ms to hundreds of ms per step, so it is evaluated on
+``REF_STEPS`` steps of every trace per round and charged per step for all steps.
 """
 
 from __future__ import annotations
@@ -33,7 +40,13 @@ import pytest
 import torch
 import transformers
 from bench_clock import clock
-from trace_pipelines import ROUTES, hf_answer_states, hf_generate_capture, reference_mi, tl_route
+from trace_pipelines import (
+    LIBRARY_ROUTES,
+    ROUTES,
+    reference_batched,
+    reference_scripts_pipeline,
+    tl_route,
+)
 
 import tl_thinktok
 from tl_thinktok.datasets import load_dataset, prompt_for
@@ -46,6 +59,21 @@ ROUNDS = int(os.environ.get("THINKTOK_BENCH_ROUNDS", "3"))
 REF_STEPS = {1: 8, 16: 2}
 BATCHES = (1, 16)
 MODELS = ("organism", "qwen2-8L-d512")
+REFERENCES = ("scripts", "batched")
+
+
+def _selected_routes() -> tuple[str, ...]:
+    raw = os.environ.get("THINKTOK_BENCH_ROUTES", "").strip()
+    if not raw:
+        return ROUTES
+    routes = tuple(r.strip() for r in raw.split(",") if r.strip())
+    bad = [r for r in routes if r not in ROUTES]
+    if bad or not routes:
+        raise ValueError(f"THINKTOK_BENCH_ROUTES={raw!r}: unknown {bad}; choose from {ROUTES}")
+    return routes
+
+
+SELECTED = _selected_routes()
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +84,18 @@ def model_paths(tmp_path_factory) -> dict[str, Path]:
     return {"organism": org, "qwen2-8L-d512": q}
 
 
-def _cpu(fn, *args):
-    """(seconds, result): process CPU time on a CPU run, synchronised wall time on a GPU."""
+def _timed(fn, *args):
+    """(seconds, result) on the benchmarks' clock."""
     t0 = clock()
     out = fn(*args)
     return clock() - t0, out
 
 
-def _reference_mis(states, ys, k):
-    return [reference_mi(s, y, k) for s, y in zip(states, ys, strict=True)]
+def _check_mi(label, mis, run) -> None:
+    for mi, ref in zip(mis, run.mi_f64, strict=True):
+        scale = np.abs(ref).max()
+        err = np.abs(np.asarray(mi)[: len(ref)] - ref).max()
+        assert err <= 1e-3 * scale, f"{label}: MI off the float64 formula by {err:.3g}"
 
 
 @pytest.mark.parametrize("batch", BATCHES)
@@ -85,37 +116,50 @@ def test_trace_pipeline_vs_reference(model_paths, name, batch, bench_rows, bench
         layer = model.cfg.n_layers - 1
         tok = model.tokenizer
         k = REF_STEPS[batch]
-        times: dict[str, list[float]] = {r: [] for r in ("reference", *ROUTES)}
-        parts: dict[str, list[float]] = {"ref_generate": [], "ref_mi_per_step": []}
+        ref_args = (hf, prompts, answers, layer, N_STEPS, tok.pad_token_id, tok.eos_token_id, k)
+        times: dict[str, list[float]] = {r: [] for r in (*REFERENCES, *SELECTED)}
+        parts: dict[str, list[float]] = {
+            "scripts_generate": [], "batched_generate": [], "ref_mi_per_step": []
+        }  # fmt: skip
+        f32_err: list[tuple[float, float]] = []
         for _ in range(ROUNDS):  # interleaved rounds: drift of a shared machine hits all alike
-            t_gen, (gens, states) = _cpu(hf_generate_capture, hf, prompts, layer, N_STEPS,
-                                         tok.pad_token_id, tok.eos_token_id)  # fmt: skip
-            t_ans, ys = _cpu(hf_answer_states, hf, answers, layer)
-            t_mi, ref = _cpu(_reference_mis, states, ys, k)
-            n_tok = sum(len(g) for g in gens)
-            per_step = t_mi / sum(len(r) for r in ref)
-            times["reference"].append(t_gen + t_ans + per_step * n_tok)
-            parts["ref_generate"].append(t_gen + t_ans)
-            parts["ref_mi_per_step"].append(per_step)
-            for route in ROUTES:
-                t, out = _cpu(tl_route, model, prompts, texts, layer, N_STEPS, route)
+            scripts = reference_scripts_pipeline(*ref_args)
+            batched = reference_batched(*ref_args)
+            gens = scripts.gens
+            assert batched.gens == gens, "batched HF generate differs from per-prompt generate"
+            for label, run in (("scripts", scripts), ("batched", batched)):
+                times[label].append(run.total_s)
+                parts[f"{label}_generate"].append(run.generate_s)
+            parts["ref_mi_per_step"].append(
+                statistics.mean([scripts.formula_s_per_step, batched.formula_s_per_step])
+            )
+            f32_err.append(scripts.f32_error())
+            _check_mi("batched reference states", batched.mi_f64, scripts)
+            for route in SELECTED:
+                t, out = _timed(tl_route, model, prompts, texts, layer, N_STEPS, route)
                 times[route].append(t)
                 assert [o[0] for o in out] == gens, f"{route}: tokens differ from HF generate"
-                for (_, mi, _), r in zip(out, ref, strict=True):
-                    scale = np.abs(r).max()
-                    assert np.abs(mi[: len(r)] - r).max() <= 1e-3 * scale, route
-        benchmark.pedantic(tl_route, args=(model, prompts, texts, layer, N_STEPS, "capture"),
+                _check_mi(route, [o[1] for o in out], scripts)
+        benchmark.pedantic(tl_route, args=(model, prompts, texts, layer, N_STEPS, SELECTED[0]),
                            rounds=1, iterations=1)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
+    n_tok = scripts.tokens
     med = {r: statistics.median(v) for r, v in times.items()}
     tps = {r: n_tok / t for r, t in med.items()}
-    best = min(("capture", "teacher", "per_trace"), key=lambda r: med[r])  # library routes
+    library = [r for r in SELECTED if r in LIBRARY_ROUTES]
+    best = min(library, key=lambda r: med[r]) if library else min(SELECTED, key=lambda r: med[r])
     row = dict(
         table="trace", model=name, batch=batch, tokens=n_tok, rounds=ROUNDS, ref_steps=k,
-        tokens_per_s=tps, ratio={r: med["reference"] / med[r] for r in ROUTES}, fastest=best,
-        ref_generate_s=statistics.median(parts["ref_generate"]),
+        tokens_per_s=tps,
+        ratio_scripts={r: med["scripts"] / med[r] for r in SELECTED},
+        ratio_batched={r: med["batched"] / med[r] for r in SELECTED},
+        fastest=best,
+        scripts_generate_s=statistics.median(parts["scripts_generate"]),
+        batched_generate_s=statistics.median(parts["batched_generate"]),
         ref_mi_ms_per_step=1e3 * statistics.median(parts["ref_mi_per_step"]),
+        ref_f32_rel_err_median=statistics.median(e[0] for e in f32_err),
+        ref_f32_rel_err_max=max(e[1] for e in f32_err),
     )  # fmt: skip
     bench_rows.append(row)
     benchmark.extra_info.update(row)
