@@ -156,7 +156,8 @@ def greedy_batch(
         stop_at_eos: stop a sequence at EOS.
 
     Returns:
-        One list of new token ids per prompt, cut after the first EOS (EOS included).
+        One list of new token ids per prompt, cut after the first EOS (EOS included) when
+        ``stop_at_eos``; without it every row has ``max_new_tokens`` ids.
 
     Raises:
         ValueError: an empty prompt, or a prompt longer than ``model.cfg.n_ctx``.
@@ -202,7 +203,7 @@ def greedy_batch(
         out = model.generate(toks, **kwargs)
     res = []
     for row in out[:, n:].tolist():
-        if eos is not None and eos in row:
+        if stop_at_eos and eos is not None and eos in row:
             row = row[: row.index(eos) + 1]
         res.append(row)
     return res

@@ -283,7 +283,7 @@ def test_reference_ttts_batch_equals_one_by_one(setup, host):
         assert got[i] == one, i
 
 
-@pytest.mark.parametrize("route", ["capture", "teacher"])
+@pytest.mark.parametrize("route", ["capture", "teacher", "fast"])
 @pytest.mark.parametrize("host", HOSTS)
 def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, route):
     """Batched traces == one-by-one ``MITrace.from_model``: tokens equal, MI to 1e-9 (float64)."""
@@ -339,7 +339,7 @@ def test_trace_batch_from_model_float32_padded(setup, host):
         assert b.tokens == one.tokens
         assert np.abs(b.mi - one.mi).max() <= 1e-4 * np.abs(one.mi).max()
     with pytest.raises(ValueError, match="unknown route"):
-        MITrace.batch_from_model(model, s["prompts"], answers, route="fast")
+        MITrace.batch_from_model(model, s["prompts"], answers, route="bogus")
     with pytest.raises(ValueError, match="4 prompts, 3 answer texts"):
         MITrace.batch_from_model(model, s["prompts"], answers[:3])
     with pytest.raises(ValueError, match="non-empty"):

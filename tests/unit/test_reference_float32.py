@@ -157,7 +157,7 @@ def organism_residuals(n_traces: int, steps: int) -> list[tuple[np.ndarray, np.n
     from tl_thinktok.loading import load_model
     from tl_thinktok.trace import MITrace
 
-    model = load_model("organism", host="hooked")
+    model = load_model("organism")  # the default host of the installed TL
     items = load_dataset("organism", n=n_traces, seed=0)
     trs = MITrace.batch_from_model(
         model,
@@ -211,7 +211,7 @@ def _main() -> None:  # the full measurement quoted in docs/results.md
     report("organism d128", organism_residuals(8, 64))
     with tempfile.TemporaryDirectory() as tmp:
         path = make_random_hf_model(tmp, "qwen2", n_layers=8, d_model=512, n_heads=8)
-        model = load_model(path, host="hooked")
+        model = load_model(path)
         trs = MITrace.batch_from_model(
             model, ["Q: 2+3?", "Q: 12*4?"], ["2+3=5", "12*4=48"], layer=-1,
             max_new_tokens=32, keep_residuals=True,
