@@ -286,7 +286,12 @@ def test_reference_ttts_batch_equals_one_by_one(setup, host):
 @pytest.mark.parametrize("route", ["capture", "teacher", "fast"])
 @pytest.mark.parametrize("host", HOSTS)
 def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, route):
-    """Batched traces == one-by-one ``MITrace.from_model``: tokens equal, MI to 1e-9 (float64)."""
+    """Batched traces == one-by-one ``MITrace.from_model``: tokens equal, MI to 1e-9 (float64).
+
+    Route ``fast`` on the bridge runs HF's modules in float64 throughout, while the bridge's own
+    forward (``from_model``) takes HF's eager softmax in float32: there the batch is compared with
+    each prompt alone on the same route (1e-9) and with ``from_model`` to float32 round-off.
+    """
     from tl_thinktok.trace import MITrace
 
     s = setup
@@ -314,16 +319,21 @@ def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, route
                                        meta=[{"id": str(i)} for i in range(4)])  # fmt: skip
         one = [MITrace.from_model(model, p, a, max_new_tokens=12) for p, a in
                zip(prompts, answers, strict=True)]  # fmt: skip
+        alone = [MITrace.batch_from_model(model, [p], [a], max_new_tokens=12, route=route)[0]
+                 for p, a in zip(prompts, answers, strict=True)]  # fmt: skip
     finally:
         tok.eos_token_id = old
     assert len({tr.n_steps for tr in got}) > 1  # rows stopped at different steps
     assert any(tr.gen_ids[-1] == eos for tr in got)
-    for i, (b, a) in enumerate(zip(got, one, strict=True)):
-        assert b.tokens == a.tokens and b.prompt_len == a.prompt_len and b.id == str(i)
-        assert b.text == a.text
-        assert np.abs(b.mi - a.mi).max() <= 1e-9
+    exact_host = not (route == "fast" and host == "bridge")
+    for i, (b, a, x) in enumerate(zip(got, one, alone, strict=True)):
+        assert b.tokens == a.tokens == x.tokens and b.prompt_len == a.prompt_len
+        assert b.id == str(i) and b.text == a.text
+        assert np.abs(b.mi - x.mi).max() <= 1e-9
+        assert np.abs(b.mi - a.mi).max() <= (1e-9 if exact_host else 1e-5 * np.abs(a.mi).max())
         assert b.peaks == a.peaks
-        np.testing.assert_allclose(b.resid_norm, a.resid_norm, rtol=1e-12)
+        np.testing.assert_allclose(b.resid_norm, x.resid_norm, rtol=1e-12)
+        np.testing.assert_allclose(b.resid_norm, a.resid_norm, rtol=1e-12 if exact_host else 1e-6)
 
 
 @pytest.mark.parametrize("host", HOSTS)

@@ -1,17 +1,19 @@
-"""Fast decoding on the TransformerBridge: the wrapped HF model's ``generate``, one torch hook.
+"""Fast decoding on the TransformerBridge (TL 3.9 and 4.3).
 
-``generation.greedy_batch_states`` / ``last_states_batch`` against three references, on random
-Qwen2 and Llama stand-ins and on the trained organism, with prompts of different lengths (left
-padding): the bridge's own ``greedy_batch`` (tokens), HF ``generate`` of each prompt alone on a
-fresh, un-bridged HF model (tokens), and an :class:`~tl_thinktok.probe.MIProbe` capture of
-``blocks.{layer}.hook_out`` / ``probe.last_residuals_batch`` (states). Then the refusals (a TL hook,
-a user's torch hook on an HF module) and no leak on an exception. Runs on TL 3.9 and TL 4.3.
+Two paths: the shared hook-free decoder (``hosts/fast_decoder.py``) run on the wrapped HF modules
+for Llama / Qwen2 / Qwen3, and, for other architectures, the wrapped HF model's own ``generate``
+with one torch hook on the decoder layer (forced here with the ``hf_generate_path`` fixture).
+``generation.greedy_batch_states`` / ``last_states_batch`` are checked against the bridge's own
+``greedy_batch`` (tokens), HF ``generate`` of each prompt alone on a fresh, un-bridged HF model
+(tokens), an :class:`~tl_thinktok.probe.MIProbe` capture of ``blocks.{layer}.hook_out`` /
+``probe.last_residuals_batch`` (states), and in float64 HF's own layer output (states, 1e-12).
+Then the refusals (a TL hook, a user's torch hook on an HF module) and no leak on an exception.
 
-State tolerance (float32): the fast decoder runs the same bridge modules on the same batch shapes
-as the captured ``generate``, so the states agree bit for bit here (max |diff| 0.0 on TL 3.9 and
-4.3, all three models). ``atol=1e-4, rtol=1e-5`` is the room a different kernel order needs (other
-device or BLAS): the same states from each prompt generated alone (other matmul shapes, no
-padding) differ by up to 6.1e-5 at |h| <= 38, where one float32 ulp is 3.8e-6. float64: 1e-10.
+Tolerances (float32): ``atol=1e-4, rtol=1e-5``, the room different matmul shapes and kernel order
+need (the same states from each prompt generated alone differ by up to 6.1e-5 at |h| <= 38,
+where one float32 ulp is 3.8e-6). float64: the decoder equals HF's own float64 forward (SDPA
+attention) to 1e-12; the bridge's own forward is not float64 throughout (HF's eager attention,
+which the bridge runs, takes the softmax in float32), so the probe there differs by ~2e-7.
 """
 
 from __future__ import annotations
@@ -162,7 +164,16 @@ def test_checkpoint_generation_config_ignored(setup, monkeypatch):
     assert out[0, x.shape[1] :].tolist() != want[0]
 
 
-def test_bridge_booted_without_kv_fix(qwen2_dir):
+@pytest.fixture
+def hf_generate_path(monkeypatch):
+    """Force the bridge's fallback (HF's own ``generate``), used for architectures the shared
+    decoder does not implement: the tests below exercise that path on these stand-ins."""
+    from tl_thinktok.hosts import bridge as bridge_mod
+
+    monkeypatch.setattr(bridge_mod, "_hf_decoder_unsupported", lambda om: "forced by the test")
+
+
+def test_bridge_booted_without_kv_fix(qwen2_dir, hf_generate_path):
     """A bridge booted outside load_model gets the KV-cache fix from the fast decoder itself."""
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import PreTrainedTokenizerFast
@@ -237,7 +248,7 @@ def test_refuses_without_hf_model_or_with_processed_weights(setup, monkeypatch):
     assert generation.fast_decode_unsupported(bridge) is None
 
 
-def test_no_leak_on_exception(setup, monkeypatch):
+def test_no_leak_on_exception(setup, monkeypatch, hf_generate_path):
     _, bridge, _, prompts = setup
     om = bridge.original_model
     generation.greedy_batch_states(bridge, prompts[:1], 1)  # the bridge wires its own hooks
@@ -260,7 +271,7 @@ def test_no_leak_on_exception(setup, monkeypatch):
     assert generation.fast_decode_unsupported(bridge) is None
 
 
-def test_float64_unequal_lengths_decoded_in_groups(qwen2_dir, monkeypatch):
+def test_float64_unequal_lengths_decoded_in_groups(qwen2_dir, monkeypatch, hf_generate_path):
     """float64 + left padding is NaN upstream (HF eager softmax in float32): equal-length groups.
 
     Each row equals HF float64 ``generate`` alone, and its states the probe on the prompt alone
@@ -312,3 +323,44 @@ def test_refuses_with_sae_spliced(qwen2_dir, sae_lens):
     assert why is not None and "SAE" in why
     with pytest.raises(ValueError, match="SAEs are attached"):
         generation.greedy_batch_states(m, [[1, 40, 41]], 2)
+
+
+def _hf_layer_out(hf, ids: list[int], layer: int) -> torch.Tensor:
+    """HF's own decoder-layer output ``[pos, d]`` for one sequence (a torch hook, removed)."""
+    cap: list[torch.Tensor] = []
+
+    def keep(module, args, out):
+        cap.append(out[0] if isinstance(out, tuple) else out)
+
+    handle = hf.model.layers[layer].register_forward_hook(keep)
+    try:
+        with torch.no_grad():
+            hf(torch.tensor([ids]))
+    finally:
+        handle.remove()
+    return cap[0][0]
+
+
+def test_float64_decoder_path_equals_hf_layers(qwen2_dir):
+    """The shared decoder on the bridge's HF modules, float64, prompts of unequal lengths (left
+    padding: no NaN, each row decoded as HF's own forward of that prompt alone)."""
+    bridge = load_model(str(qwen2_dir), host="bridge", dtype=torch.float64)
+    # HF's SDPA attention keeps float64 (its eager attention takes the softmax in float32)
+    hf = AutoModelForCausalLM.from_pretrained(
+        str(qwen2_dir), dtype=torch.float64, attn_implementation="sdpa"
+    ).eval()
+    prompts = [generation.encode(bridge, t) for t in TEXTS]
+    assert len({len(p) for p in prompts}) > 1
+    pad = generation.pad_id(bridge)
+    for layer in (0, -1):
+        new, states = generation.greedy_batch_states(
+            bridge, prompts, N_NEW, layer, stop_at_eos=False
+        )
+        assert new == [_hf_alone(hf, p, None, pad) for p in prompts]
+        for p, g, h in zip(prompts, new, states, strict=True):
+            ref = _hf_layer_out(hf, p + g[:-1], layer)[len(p) - 1 :]
+            assert float((h - ref).abs().max() / ref.abs().max()) <= 1e-12
+        ys = generation.last_states_batch(bridge, prompts, layer)
+        for p, y in zip(prompts, ys, strict=True):
+            ref = _hf_layer_out(hf, p, layer)[-1]
+            assert float((y - ref).abs().max() / ref.abs().max()) <= 1e-12

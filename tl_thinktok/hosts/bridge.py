@@ -29,7 +29,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from torch.nn.modules import module as nn_module
 
+from tl_thinktok.hosts import fast_decoder
 from tl_thinktok.hosts.base import HostAdapter
+from tl_thinktok.hosts.fast_decoder import BlockWeights, DecoderWeights
 
 __all__ = ["BridgeAdapter"]
 
@@ -288,6 +290,11 @@ class BridgeAdapter(HostAdapter):
         """
         om, decoder_layer = self._checked_hf(layer)
         n_pad = _pad_counts(tokens, n_pad)
+        if _hf_decoder_unsupported(om) is None:
+            w = _hf_weights(om, [b.original_component for b in self.model.blocks])
+            return fast_decoder.decode(
+                w, tokens, n_pad, max_new_tokens, self.check_layer(layer), eos
+            )
         self.fix_kv_cache()
         dtype = next(om.parameters()).dtype
         if dtype == torch.float64 and len(set(n_pad)) > 1:
@@ -326,6 +333,9 @@ class BridgeAdapter(HostAdapter):
         """
         om, decoder_layer = self._checked_hf(layer)
         n_pad = _pad_counts(tokens, n_pad)
+        if _hf_decoder_unsupported(om) is None:
+            w = _hf_weights(om, [b.original_component for b in self.model.blocks])
+            return fast_decoder.last_states(w, tokens, n_pad, self.check_layer(layer))
         width = tokens.shape[1]
         right = torch.stack([torch.roll(row, -k) for row, k in zip(tokens, n_pad, strict=True)])
         lengths = torch.tensor([width - k for k in n_pad], device=tokens.device)
@@ -399,3 +409,95 @@ def _hf_generate(
             f"HF generate made {len(rec)} forward passes for {new.shape[1]} new tokens"
         )
     return new, torch.stack(rec, dim=1)
+
+
+_HF_TYPES = ("llama", "qwen2", "qwen3")
+
+
+def _raw(module: Any) -> Any:
+    """The HF module a bridge component wraps (the module itself if it wraps nothing)."""
+    while getattr(module, "original_component", None) is not None:
+        module = module.original_component
+    return module
+
+
+def _hf_decoder_unsupported(om: torch.nn.Module) -> str | None:
+    """Why :mod:`~tl_thinktok.hosts.fast_decoder` cannot run this HF model (``None``: it can).
+
+    Elsewhere the bridge's fast path is HF's own ``generate`` (same tokens, no speed-up).
+    """
+    cfg = om.config
+    if cfg.model_type not in _HF_TYPES:
+        return f"model_type {cfg.model_type!r} is not one of {_HF_TYPES}"
+    if getattr(cfg, "hidden_act", None) != "silu":
+        return f"hidden_act={cfg.hidden_act!r}"
+    kinds = set(getattr(cfg, "layer_types", None) or ["full_attention"])
+    if kinds != {"full_attention"} or getattr(cfg, "use_sliding_window", False):
+        return f"sliding-window layers ({sorted(kinds)})"
+    if getattr(cfg, "mlp_bias", False):
+        return "mlp_bias=True"
+    return None
+
+
+def _bias(linear: Any) -> Tensor | None:
+    return getattr(_raw(linear), "bias", None)
+
+
+def _hf_weights(om: torch.nn.Module, layers: Sequence[torch.nn.Module]) -> DecoderWeights:
+    """The wrapped HF Llama / Qwen2 / Qwen3 as :class:`DecoderWeights` (views; Q/K/V fused)."""
+    cfg = om.config
+    inner = om.model
+    blocks = []
+    for layer in layers:
+        layer = _raw(layer)
+        attn, mlp = _raw(layer.self_attn), _raw(layer.mlp)
+        projs = [_raw(attn.q_proj), _raw(attn.k_proj), _raw(attn.v_proj)]
+        biases = [p.bias for p in projs]
+        b_qkv = None if all(b is None for b in biases) else torch.cat(
+            [b if b is not None else p.weight.new_zeros(p.weight.shape[0])
+             for b, p in zip(biases, projs, strict=True)]
+        )  # fmt: skip
+        q_norm = getattr(attn, "q_norm", None)
+        k_norm = getattr(attn, "k_norm", None)
+        blocks.append(
+            BlockWeights(
+                ln1=_raw(layer.input_layernorm),
+                ln2=_raw(layer.post_attention_layernorm),
+                w_qkv=torch.cat([p.weight for p in projs], dim=0).T,  # HF [out, in] -> [in, out]
+                b_qkv=b_qkv,
+                w_o=_raw(attn.o_proj).weight.T,
+                b_o=_bias(attn.o_proj),
+                q_norm=_raw(q_norm) if q_norm is not None else None,
+                k_norm=_raw(k_norm) if k_norm is not None else None,
+                scale=float(attn.scaling),
+                w_gate=_raw(mlp.gate_proj).weight.T,
+                w_up=_raw(mlp.up_proj).weight.T,
+                b_up=_bias(mlp.up_proj),
+                w_down=_raw(mlp.down_proj).weight.T,
+                b_down=_bias(mlp.down_proj),
+            )
+        )
+    n_heads = cfg.num_attention_heads
+    d_head = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
+    rotary_emb = _raw(inner.rotary_emb)
+    head = _raw(om.lm_head)
+
+    def rotary(n: int) -> tuple[Tensor, Tensor]:
+        w = head.weight
+        pos = torch.arange(n, device=w.device)[None]
+        cos, sin = rotary_emb(w.new_zeros(1, n, d_head), pos)  # HF's own tables (any scaling)
+        return cos[0], sin[0]
+
+    return DecoderWeights(
+        embed=_raw(inner.embed_tokens),
+        blocks=blocks,
+        ln_final=_raw(inner.norm),
+        w_u=head.weight.T,
+        b_u=getattr(head, "bias", None),
+        n_heads=n_heads,
+        n_kv=getattr(cfg, "num_key_value_heads", None) or n_heads,
+        d_head=d_head,
+        rotary_dim=d_head,
+        adjacent_pairs=False,
+        rotary=rotary,
+    )
