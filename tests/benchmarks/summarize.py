@@ -48,15 +48,19 @@ TRACE_REFS = ("scripts", "batched", "reference")  # "reference": rows written be
 TRACE_ROUTES = ("capture", "teacher", "per_trace", "fast", "capture_fastmi", "fast_fastmi")
 
 
+def _label(row: Mapping[str, Any]) -> str:
+    return f"{row['model']} ({row['host']})" if row.get("host") else str(row["model"])
+
+
 def format_trace_table(rows: Iterable[Mapping[str, Any]]) -> str:
     """Trace-pipeline rows → text: tokens/s of every pipeline, then each route's speed-up over
     each reference (reference time / route time = route tokens/s / reference tokens/s)."""
-    rows = sorted(rows, key=lambda r: (r["model"], r["batch"]))
+    rows = sorted(rows, key=lambda r: (r.get("host", ""), r["model"], r["batch"]))
     seen = {k for r in rows for k in r["tokens_per_s"]}
     refs = [k for k in TRACE_REFS if k in seen]
     routes = [k for k in TRACE_ROUTES if k in seen] + sorted(seen - {*TRACE_REFS, *TRACE_ROUTES})
     pipes = refs + routes
-    key = f"{'model':<14} {'batch':>5} {'tokens':>6}"
+    key = f"{'model (host)':<24} {'batch':>5} {'tokens':>6}"
     head = key + " " + " ".join(f"{'tok/s ' + p:>20}" for p in pipes)
     head += f" {'fastest':>9} {'ref MI ms/step':>14} {'ref f32 err med/max':>20}"
     lines = [head, "-" * len(head)]
@@ -65,7 +69,7 @@ def format_trace_table(rows: Iterable[Mapping[str, Any]]) -> str:
         err = f"{r.get('ref_f32_rel_err_median', math.nan):.2g}/"
         err += f"{r.get('ref_f32_rel_err_max', math.nan):.2g}"
         lines.append(
-            f"{r['model']:<14} {r['batch']:>5} {r['tokens']:>6} "
+            f"{_label(r):<24} {r['batch']:>5} {r['tokens']:>6} "
             + " ".join(f"{tps.get(p, math.nan):>20.1f}" for p in pipes)
             + f" {r['fastest']:>9} {r['ref_mi_ms_per_step']:>14.1f} {err:>20}"
         )
@@ -79,7 +83,7 @@ def format_trace_table(rows: Iterable[Mapping[str, Any]]) -> str:
             got = tps.get(k, math.nan)
             cells.append(" / ".join(f"{got / tps.get(ref, math.nan):.2f}" for ref in refs))
         lines.append(
-            f"{r['model']:<14} {r['batch']:>5} {r['tokens']:>6} "
+            f"{_label(r):<24} {r['batch']:>5} {r['tokens']:>6} "
             + " ".join(f"{c:>28}" for c in cells)
         )
     return "\n".join(lines)

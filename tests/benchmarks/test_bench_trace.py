@@ -51,9 +51,13 @@ from trace_pipelines import (
 import tl_thinktok
 from tl_thinktok.datasets import load_dataset, prompt_for
 from tl_thinktok.generation import encode
+from tl_thinktok.hosts import default_host
 from tl_thinktok.loading import load_model
 from tl_thinktok.testing.models import make_random_hf_model
 
+#: TransformerLens host of the library routes (``THINKTOK_BENCH_HOST``; default: the installed
+#: TL's default host, ``hooked`` on TL 3.x, ``bridge`` on TL 4.x).
+HOST = os.environ.get("THINKTOK_BENCH_HOST") or default_host()
 N_STEPS = int(os.environ.get("THINKTOK_BENCH_TRACE_STEPS", "64"))
 ROUNDS = int(os.environ.get("THINKTOK_BENCH_ROUNDS", "3"))
 REF_STEPS = {1: 8, 16: 2}
@@ -105,7 +109,7 @@ def test_trace_pipeline_vs_reference(model_paths, name, batch, bench_rows, bench
     torch.set_num_threads(1)
     try:
         path = str(model_paths[name])
-        model = load_model(path, host="hooked", device=bench_device)
+        model = load_model(path, host=HOST, device=bench_device)
         hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         hf = hf.eval().to(bench_device)
         family = "organism" if name == "organism" else "raw"
@@ -150,7 +154,8 @@ def test_trace_pipeline_vs_reference(model_paths, name, batch, bench_rows, bench
     library = [r for r in SELECTED if r in LIBRARY_ROUTES]
     best = min(library, key=lambda r: med[r]) if library else min(SELECTED, key=lambda r: med[r])
     row = dict(
-        table="trace", model=name, batch=batch, tokens=n_tok, rounds=ROUNDS, ref_steps=k,
+        table="trace", model=name, host=HOST, batch=batch, tokens=n_tok, rounds=ROUNDS,
+        ref_steps=k,
         tokens_per_s=tps,
         ratio_scripts={r: med["scripts"] / med[r] for r in SELECTED},
         ratio_batched={r: med["batched"] / med[r] for r in SELECTED},
