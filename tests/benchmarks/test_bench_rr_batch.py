@@ -6,7 +6,9 @@ Run (not part of CI; prints the table at the end)::
 
 Greedy cached generation of ``N_STEPS`` tokens per prompt (no EOS stop, so every row makes the
 same number of tokens) with RR attached at ``L = n_layers - 3``; organism prompts; models: the
-bundled organism and a random Qwen2 with 8 layers and d_model 512. Two trigger settings:
+bundled organism and a random Qwen2 with 8 layers and d_model 512. A baseline without RR
+(``none``: plain batched decoding, the ceiling any batched intervention can reach) and two
+trigger settings:
 ``T = whole vocabulary, p = 0.5`` (every candidate triggers with probability 1/2, so at batch 8
 nearly every step reruns blocks >= L for the whole batch: the worst case for batching) and the
 organism's thinking words (the paper's setting, p = 0.5). Batch 8 is compared with the same 8
@@ -49,11 +51,15 @@ def model_paths(tmp_path_factory) -> dict[str, Path]:
 
 
 def _run(model, prompts, rr):
+    if rr is None:  # the ceiling: plain batched decoding, nothing attached
+        return greedy_batch(model, prompts, N_STEPS, stop_at_eos=False)
     with attach_all(model, rr):
         return greedy_batch(model, prompts, N_STEPS, stop_at_eos=False)
 
 
 def _trigger_ids(model, kind):
+    if kind == "none":
+        return None
     if kind == "vocab":
         return list(range(hosts.d_vocab(model)))
     words = ["So", "Let", "Hmm", "Wait", "First", "Now", "Okay", "But", "I", "Therefore"]
@@ -64,7 +70,7 @@ def _trigger_ids(model, kind):
     return tt.token_ids()
 
 
-@pytest.mark.parametrize("trig", ["vocab", "thinking"])
+@pytest.mark.parametrize("trig", ["none", "vocab", "thinking"])
 @pytest.mark.parametrize("name", ["organism", "qwen2-8L-d512"])
 def test_rr_batch8_vs_batch1(model_paths, name, trig, bench_rows, bench_device, benchmark):
     threads = torch.get_num_threads()
@@ -80,16 +86,17 @@ def test_rr_batch8_vs_batch1(model_paths, name, trig, bench_rows, bench_device, 
         for _ in range(ROUNDS):
             t0 = clock()
             alone = []
-            base = RepresentationRecycling(layer, ids, p=0.5, seed=RR_SEED)
+            base = RepresentationRecycling(layer, ids or [0], p=0.5, seed=RR_SEED)
             for i, p in enumerate(prompts):
-                rr = RepresentationRecycling(layer, ids, p=0.5, seed=base.row_seed(i))
+                rr = None if ids is None else RepresentationRecycling(
+                    layer, ids, p=0.5, seed=base.row_seed(i))  # fmt: skip
                 alone += _run(model, [p], rr)
             one.append(clock() - t0)
-            rr = RepresentationRecycling(layer, ids, p=0.5, seed=RR_SEED)
+            rr = None if ids is None else RepresentationRecycling(layer, ids, p=0.5, seed=RR_SEED)
             t0 = clock()
             batched = _run(model, prompts, rr)
             many.append(clock() - t0)
-            fired.append(rr.fired)
+            fired.append(0 if rr is None else rr.fired)
             assert batched == alone  # each row equals its prompt alone (seeded by row)
         benchmark.pedantic(_run, args=(model, prompts, rr), rounds=1, iterations=1)
     finally:
