@@ -436,7 +436,7 @@ def _hf_decoder_unsupported(om: torch.nn.Module) -> str | None:
         return f"sliding-window layers ({sorted(kinds)})"
     if getattr(cfg, "mlp_bias", False):
         return "mlp_bias=True"
-    return None
+    return fast_decoder.device_problem(om)
 
 
 def _bias(linear: Any) -> Tensor | None:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["BlockWeights", "DecoderWeights", "decode", "last_states"]
+__all__ = ["BlockWeights", "DecoderWeights", "decode", "device_problem", "last_states"]
 
 Fn = Callable[[Tensor], Tensor]
 
@@ -91,6 +91,17 @@ class DecoderWeights:
     rotary_dim: int
     adjacent_pairs: bool
     rotary: Callable[[int], tuple[Tensor, Tensor]]
+
+
+def device_problem(module: torch.nn.Module) -> str | None:
+    """Why the decoder cannot run on ``module``'s parameters (``None``: all on one device)."""
+    devices = {p.device for p in module.parameters()}
+    if any(d.type == "meta" for d in devices):
+        return "some parameters are offloaded (meta device)"
+    if len(devices) > 1:
+        names = ", ".join(sorted(str(d) for d in devices))
+        return f"parameters span several devices ({names}; device_map / n_devices)"
+    return None
 
 
 def _affine(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:

@@ -195,7 +195,7 @@ def _decoder_unsupported(model: Any) -> str | None:
             return f"cfg.{name}={cap} (soft caps are not implemented)"
     if getattr(model, "acts_to_saes", None):
         return "SAEs are attached (sae-lens splices them into the forward)"
-    return None
+    return fast_decoder.device_problem(model)
 
 
 def _hooked_weights(model: Any) -> DecoderWeights:
