@@ -185,3 +185,21 @@ def test_trace_routes_agree_and_mi_tol_is_recorded(tmp_path):
     assert back.mi_tol == 1e-10
     with pytest.raises(ValueError, match="mi_tol must be > 0"):
         MITrace.batch_from_model(model, prompts[:1], texts[:1], max_new_tokens=4, mi_tol=0.0)
+
+
+def test_refuses_with_sae_spliced_and_auto_keeps_the_sae(qwen2_dir, sae_lens):
+    """HookedSAETransformer with an SAE at the last block: the fast decoder would bypass the SAE,
+    so it is refused and ``auto`` takes the capture route, whose states are the SAE's output."""
+    base = load_model(str(qwen2_dir), host="hooked")
+    m = sae_lens.HookedSAETransformer(base.cfg, tokenizer=base.tokenizer)
+    m.load_state_dict(base.state_dict(), strict=False)
+    m.eval()
+    assert generation.fast_decode_unsupported(m) is None
+    cfg = sae_lens.StandardSAEConfig(d_in=base.cfg.d_model, d_sae=2 * base.cfg.d_model)
+    cfg.metadata.hook_name = f"blocks.{base.cfg.n_layers - 1}.hook_resid_post"
+    m.add_sae(sae_lens.StandardSAE(cfg).eval())
+    why = generation.fast_decode_unsupported(m)
+    assert why is not None and "SAE" in why
+    with pytest.raises(ValueError, match="SAEs are attached"):
+        generation.greedy_batch_states(m, _prompts(m), 2)
+    assert resolve_route(m) == "capture"
