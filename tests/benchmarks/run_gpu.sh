@@ -39,6 +39,7 @@ pip install --no-index --find-links "$WHEELS" --no-deps "$WHEELS"/*.whl >"$OUT_D
 python -c "import tl_thinktok, transformer_lens; print('tl_thinktok OK, TL', transformer_lens.__version__)"
 
 export THINKTOK_BENCH_DEVICE=cuda THINKTOK_BENCH_ROUNDS=3
+export THINKTOK_BENCH_ROUTES=capture,teacher,fast,capture_fastmi,fast_fastmi
 nvidia-smi --query-gpu=name,memory.total,utilization.gpu --format=csv >"$OUT_DIR/gpu.txt" || true
 timeout 540 python -m pytest -q -s -p no:cacheprovider \
   tests/benchmarks/test_bench_trace.py tests/benchmarks/test_bench_rr_batch.py \
