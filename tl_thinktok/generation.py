@@ -169,24 +169,11 @@ def greedy_batch(
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, low=0)
     if not prompts:
         return []
-    for i, p in enumerate(prompts):
-        if len(p) == 0:
-            raise ValueError(f"prompt {i} is empty: give at least one token id")
-    n = max(len(p) for p in prompts)
-    room = max_new_tokens_room(model, n)
+    max_new_tokens = _batch_budget(model, prompts, max_new_tokens)
     if max_new_tokens <= 0:
         return [[] for _ in prompts]
-    if room is not None and max_new_tokens > room:
-        warnings.warn(
-            f"max_new_tokens={max_new_tokens} does not fit: a {n}-token prompt leaves room for "
-            f"{room} new tokens in the model's context (cfg.n_ctx={context_length(model)}); "
-            f"generating {room}",
-            stacklevel=2,
-        )
-        max_new_tokens = room
-    dev = hosts.model_device(model)
-    pad = pad_id(model)
-    toks = torch.tensor([[pad] * (n - len(p)) + list(p) for p in prompts], device=dev)
+    toks, n_pad = _left_pad(model, prompts)
+    n = toks.shape[1]
     kwargs: dict[str, Any] = dict(
         max_new_tokens=int(max_new_tokens),
         do_sample=False,
@@ -194,7 +181,7 @@ def greedy_batch(
         verbose=False,
         return_type="tokens",
     )
-    if len(prompts) > 1 or any(len(p) != n for p in prompts):
+    if len(prompts) > 1 or any(n_pad):
         kwargs["padding_side"] = "left"
     eos = eos_id(model)
     if eos is not None:
@@ -232,6 +219,24 @@ def greedy(
 def fast_decode_unsupported(model: Any) -> str | None:
     """Why :func:`greedy_batch_states` cannot run on ``model`` now (``None``: it can)."""
     return hosts.adapter(model).fast_decode_unsupported()
+
+
+def _batch_budget(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> int:
+    """Refuse empty prompts; clip ``max_new_tokens`` to the longest prompt's context room."""
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty: give at least one token id")
+    n = max(len(p) for p in prompts)
+    room = max_new_tokens_room(model, n)
+    if room is not None and max_new_tokens > room:
+        warnings.warn(
+            f"max_new_tokens={max_new_tokens} does not fit: a {n}-token prompt leaves room for "
+            f"{room} new tokens in the model's context (cfg.n_ctx={context_length(model)}); "
+            f"generating {room}",
+            stacklevel=3,
+        )
+        return room
+    return max_new_tokens
 
 
 def _left_pad(model: Any, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, list[int]]:
@@ -286,19 +291,7 @@ def greedy_batch_states(
         raise ValueError(f"fast decoding is not available: {why}")
     if not prompts:
         return [], []
-    for i, p in enumerate(prompts):
-        if len(p) == 0:
-            raise ValueError(f"prompt {i} is empty: give at least one token id")
-    n = max(len(p) for p in prompts)
-    room = max_new_tokens_room(model, n)
-    if room is not None and max_new_tokens > room:
-        warnings.warn(
-            f"max_new_tokens={max_new_tokens} does not fit: a {n}-token prompt leaves room for "
-            f"{room} new tokens in the model's context (cfg.n_ctx={context_length(model)}); "
-            f"generating {room}",
-            stacklevel=2,
-        )
-        max_new_tokens = room
+    max_new_tokens = _batch_budget(model, prompts, max_new_tokens)
     if max_new_tokens <= 0:
         return [[] for _ in prompts], [
             torch.zeros(0, ad.d_model, device=hosts.model_device(model)) for _ in prompts

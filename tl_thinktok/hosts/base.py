@@ -245,6 +245,17 @@ class HostAdapter(ABC):
         """
         return f"the {self.name} host has no fast decoder"
 
+    def _attached_hooks_reason(self) -> str | None:
+        """The refusal of :meth:`fast_decode_unsupported` while TransformerLens hooks are on."""
+        attached = self.hook_counts()
+        if not attached:
+            return None
+        names = ", ".join(sorted(attached)[:3]) + (", ..." if len(attached) > 3 else "")
+        return (
+            f"TransformerLens hooks are attached ({names}); the fast decoder runs no HookPoint, "
+            "so they would be bypassed: remove them or use generation.greedy_batch"
+        )
+
     def fast_decode(
         self,
         tokens: Int[Tensor, "b p"],

@@ -235,14 +235,9 @@ class BridgeAdapter(HostAdapter):
             )
         if getattr(m, "acts_to_saes", None) or any("hook_sae" in n for n in m.hook_dict):
             return "SAEs are attached (sae-lens splices them into the forward)"
-        attached = self.hook_counts()
-        if attached:
-            names = ", ".join(sorted(attached)[:3])
-            return (
-                f"TransformerLens hooks are attached ({names}{', ...' if len(attached) > 3 else ''}"
-                "); the fast decoder promises a hook-free forward: remove them or use "
-                "generation.greedy_batch"
-            )
+        attached = self._attached_hooks_reason()
+        if attached is not None:
+            return attached
         foreign = self._foreign_hooks(om)
         if foreign:
             names = ", ".join(foreign[:3])

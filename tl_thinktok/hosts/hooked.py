@@ -123,14 +123,7 @@ class HookedAdapter(HostAdapter):
         why = _decoder_unsupported(self.model)
         if why is not None:
             return why
-        attached = self.hook_counts()
-        if attached:
-            names = ", ".join(sorted(attached)[:3])
-            return (
-                f"hooks are attached ({names}{', ...' if len(attached) > 3 else ''}); the fast "
-                "decoder runs no HookPoint, so they would be bypassed"
-            )
-        return None
+        return self._attached_hooks_reason()
 
     def _decoder_weights(self) -> DecoderWeights:
         why = self.fast_decode_unsupported()
