@@ -38,7 +38,9 @@ __all__ = ["TraceSet", "TraceSettings", "compute_mi", "peak_indices", "trace_pas
            "trace_stats_dict"]  # fmt: skip
 
 #: How the step states are obtained (``MITrace.batch_from_model`` route); part of the config.
-TRACE_ROUTE = "capture"
+#: ``"auto"``: the hook-free fast decoder where the model allows it (the fastest route measured,
+#: docs/performance.md), else an ``MIProbe`` during the host's ``generate``.
+TRACE_ROUTE = "auto"
 
 #: Layout of a trace run directory; part of its config, so old layouts are never resumed.
 LAYOUT = "MITrace records + resid/<id>.safetensors; EOS step kept"
@@ -130,8 +132,8 @@ def _trace_batch(
     fam = cfg.family(name)
     trace_fam = fam if fam == "organism" else "raw"
     prompts = [encode(model, prompt_for(trace_fam, it.question)) for it in items]
-    # one batched generation; h_t captured during it (the fastest route measured, and its memory
-    # is the residuals alone: docs/performance.md); the EOS step is kept, as the reference
+    # one batched generation; h_t recorded during it (no second pass: the memory is the residuals
+    # alone, docs/performance.md); the EOS step is kept, as the reference
     traces = MITrace.batch_from_model(
         model,
         prompts,
