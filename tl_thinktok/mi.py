@@ -88,6 +88,7 @@ __all__ = [
 ]
 
 _MEMORY_BUDGET_BYTES = 256 * 2**20  # per chunk of steps, for the m x m work arrays
+_EXACT_CACHE_BYTES = 8 * 2**20  # exact mode: chunk x two d x d float64 arrays
 _LOWRANK_CACHE_BYTES = 8 * 2**20  # fast mode: chunk x 64 pivots x d float64 working set
 _PIVOT_FLOOR = 64 * torch.finfo(torch.float64).eps  # stop pivoting below this residual diagonal
 _F64 = torch.float64
@@ -377,7 +378,11 @@ class HSIC:
         resid = torch.zeros(n, dtype=_F64, device=flat.device)
         tail = torch.zeros(n, dtype=_F64, device=flat.device)
         if self.mode == "exact":
+            # two d x d float64 work arrays per step; cache-sized chunks (one step from d ~ 700)
+            # are 1.3-1.6x faster than memory-budget-sized ones (bit-identical values)
             step = self._chunk(2 * self.d * self.d * 8)
+            cached = max(1, _EXACT_CACHE_BYTES // (2 * self.d * self.d * 8))
+            step = step if self.chunk is not None else min(cached, step)
             for s in range(0, n, step):
                 values[s : s + step] = self._exact_steps(flat[s : s + step], ans)
             bound = torch.full((n,), ans.residual_trace / self.lam, dtype=_F64, device=flat.device)
