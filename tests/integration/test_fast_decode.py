@@ -203,3 +203,34 @@ def test_refuses_with_sae_spliced_and_auto_keeps_the_sae(qwen2_dir, sae_lens):
     with pytest.raises(ValueError, match="SAEs are attached"):
         generation.greedy_batch_states(m, _prompts(m), 2)
     assert resolve_route(m) == "capture"
+
+
+@pytest.mark.parametrize("ungroup", [False, True])
+def test_grouped_and_ungrouped_kv_heads(ungroup):
+    """GQA (``_W_K`` holds n_key_value_heads heads) with and without TL's
+    ``ungroup_grouped_query_attention`` (K/V repeated to every head inside TL's attention): the
+    decoder takes the head count from the stored weights and matches TL either way."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=64, n_ctx=64, d_head=16, n_heads=4, n_key_value_heads=2, d_vocab=97,
+        d_mlp=128, act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary",
+        rotary_dim=16, gated_mlp=True, original_architecture="LlamaForCausalLM",
+        initializer_range=0.3, ungroup_grouped_query_attention=ungroup,
+    )  # fmt: skip
+    model = HookedTransformer(cfg).eval()
+    # equal lengths: without a tokenizer TL's generate cannot mask pads (padding is tested above)
+    prompts = [[1, 5, 9, 13], [7, 3, 60, 2], [4, 4, 8, 90]]
+    gens, states = generation.greedy_batch_states(model, prompts, 12, -1, stop_at_eos=False)
+    assert len(set(map(tuple, gens))) > 1
+    # reference: TL's own forward without a KV cache (TL 3.9's cached generate fails with
+    # ungroup_grouped_query_attention: its cache keeps n_key_value_heads heads)
+    full = torch.tensor([p + g for p, g in zip(prompts, gens, strict=True)])
+    name = f"blocks.{cfg.n_layers - 1}.hook_resid_post"
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(full, names_filter=name)
+    for i, (p, g, h) in enumerate(zip(prompts, gens, states, strict=True)):
+        steps = slice(len(p) - 1, len(p) + len(g) - 1)
+        assert logits[i, steps].argmax(-1).tolist() == g
+        assert _rel(h, cache[name][i, steps]) <= 1e-5

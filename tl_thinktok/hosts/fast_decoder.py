@@ -15,7 +15,9 @@ The host adapters describe a model as :class:`DecoderWeights` (``HookedAdapter``
 TransformerLens' parameters, ``BridgeAdapter`` from the wrapped HF modules); the decoder never
 looks at the host. Supported: the pre-norm decoders of today's reasoning models (Llama, Qwen2,
 Qwen3, llama2.c): RMS norms, rotary positions, gated SiLU MLP, optional grouped-query heads,
-Q/K/V biases and per-head Q/K norms.
+Q/K/V biases and per-head Q/K norms. Checked in float32 and float64 against TransformerLens and
+HF (tests/integration/test_fast_decode*.py); in bfloat16 / float16 its kernels round differently
+from the host's, so greedy tokens can part at near-ties (as HF's eager and SDPA attention do).
 
 Example:
     >>> new, states = decode(weights, tokens, n_pad, 16, layer=-1, eos=2)  # doctest: +SKIP

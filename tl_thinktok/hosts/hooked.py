@@ -194,7 +194,9 @@ def _decoder_unsupported(model: Any) -> str | None:
 def _hooked_weights(model: Any) -> DecoderWeights:
     """TransformerLens' parameters as :class:`DecoderWeights` (only Q/K/V are copied, fused)."""
     cfg = model.cfg
-    n_kv = cfg.n_key_value_heads or cfg.n_heads
+    attn0 = model.blocks[0].attn
+    # K/V heads as stored (GQA keeps n_key_value_heads; ungroup_grouped_query_attention expands)
+    n_kv = int(getattr(attn0, "_W_K", attn0.W_K).shape[0])
     blocks = []
     for block in model.blocks:
         attn, mlp = block.attn, block.mlp
@@ -221,7 +223,6 @@ def _hooked_weights(model: Any) -> DecoderWeights:
                 b_down=mlp.b_out,
             )
         )
-    attn0 = model.blocks[0].attn
 
     def rotary(n: int) -> tuple[Tensor, Tensor]:
         if attn0.rotary_cos.shape[0] < n:
