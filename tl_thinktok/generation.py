@@ -221,6 +221,16 @@ def fast_decode_unsupported(model: Any) -> str | None:
     return hosts.adapter(model).fast_decode_unsupported()
 
 
+def _fast_adapter(model: Any, layer: int) -> tuple[Any, int]:
+    """The model's adapter and checked layer; ``ValueError`` naming why fast decoding cannot run."""
+    ad = hosts.adapter(model)
+    layer = ad.check_layer(layer)
+    why = ad.fast_decode_unsupported()
+    if why is not None:
+        raise ValueError(f"fast decoding is not available: {why}")
+    return ad, layer
+
+
 def _batch_budget(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> int:
     """Refuse empty prompts; clip ``max_new_tokens`` to the longest prompt's context room."""
     for i, p in enumerate(prompts):
@@ -284,11 +294,7 @@ def greedy_batch_states(
         ... # doctest: +SKIP
     """
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, low=0)
-    ad = hosts.adapter(model)
-    layer = ad.check_layer(layer)
-    why = ad.fast_decode_unsupported()
-    if why is not None:
-        raise ValueError(f"fast decoding is not available: {why}")
+    ad, layer = _fast_adapter(model, layer)
     if not prompts:
         return [], []
     max_new_tokens = _batch_budget(model, prompts, max_new_tokens)
@@ -320,11 +326,7 @@ def last_states_batch(
     Example:
         >>> ys = last_states_batch(model, [encode(model, "2 + 3 = 5")])  # doctest: +SKIP
     """
-    ad = hosts.adapter(model)
-    layer = ad.check_layer(layer)
-    why = ad.fast_decode_unsupported()
-    if why is not None:
-        raise ValueError(f"fast decoding is not available: {why}")
+    ad, layer = _fast_adapter(model, layer)
     if not seqs:
         return []
     for i, p in enumerate(seqs):
