@@ -88,8 +88,7 @@ __all__ = [
 ]
 
 _MEMORY_BUDGET_BYTES = 256 * 2**20  # per chunk of steps, for the m x m work arrays
-_EXACT_CACHE_BYTES = 8 * 2**20  # exact mode: chunk x two d x d float64 arrays
-_LOWRANK_CACHE_BYTES = 8 * 2**20  # fast mode: chunk x 64 pivots x d float64 working set
+_CACHE_BYTES = 8 * 2**20  # per chunk of steps, for the working set reread inside one call
 _PIVOT_FLOOR = 64 * torch.finfo(torch.float64).eps  # stop pivoting below this residual diagonal
 _F64 = torch.float64
 
@@ -348,10 +347,14 @@ class HSIC:
             self._answers[device] = next(iter(self._answers.values())).to(device)
         return self._answers[device]
 
-    def _chunk(self, per_step_bytes: int) -> int:
+    def _chunk(self, per_step_bytes: int, cached_bytes: int, min_steps: int = 1) -> int:
+        """Steps per batched call: ``chunk`` if given, else the memory budget's count capped so
+        that ``cached_bytes`` per step stay cache-sized (>= ``min_steps``). Cache-sized chunks were
+        1.3-1.6x faster at d 128-512 (docs/performance.md); values are unchanged."""
         if self.chunk is not None:
             return self.chunk
-        return max(1, _MEMORY_BUDGET_BYTES // max(per_step_bytes, 1))
+        budget = max(1, _MEMORY_BUDGET_BYTES // max(per_step_bytes, 1))
+        return min(budget, max(min_steps, _CACHE_BYTES // max(cached_bytes, 1)))
 
     def __call__(
         self, x: Float[Tensor, "... d"], *, return_info: bool = False
@@ -378,21 +381,15 @@ class HSIC:
         resid = torch.zeros(n, dtype=_F64, device=flat.device)
         tail = torch.zeros(n, dtype=_F64, device=flat.device)
         if self.mode == "exact":
-            # two d x d float64 work arrays per step; cache-sized chunks (one step from d ~ 700)
-            # are 1.3-1.6x faster than memory-budget-sized ones (bit-identical values)
-            step = self._chunk(2 * self.d * self.d * 8)
-            cached = max(1, _EXACT_CACHE_BYTES // (2 * self.d * self.d * 8))
-            step = step if self.chunk is not None else min(cached, step)
+            # two d x d float64 work arrays per step (one step per call from d ~ 700)
+            step = self._chunk(2 * self.d * self.d * 8, 2 * self.d * self.d * 8)
             for s in range(0, n, step):
                 values[s : s + step] = self._exact_steps(flat[s : s + step], ans)
             bound = torch.full((n,), ans.residual_trace / self.lam, dtype=_F64, device=flat.device)
         else:
-            # the pivoted Cholesky rereads its factor (chunk x rank x d) at every pivot: keep
-            # that working set cache-sized (8 MiB at rank 64; >= 16 steps per batched call),
-            # 1.6x faster at d 512 than memory-budget-sized chunks (docs/performance.md)
-            cached = max(16, _LOWRANK_CACHE_BYTES // (self.d * 8 * 64))
-            step = self._chunk(self.d * 8 * min(self._max_rank, 256) * 2)
-            step = step if self.chunk is not None else min(cached, step)
+            # the pivoted Cholesky rereads its factor (rank x d per step) at every pivot: sized
+            # for rank 64, >= 16 steps per batched call
+            step = self._chunk(self.d * 8 * min(self._max_rank, 256) * 2, self.d * 8 * 64, 16)
             for s in range(0, n, step):
                 v, r, e, t = self._lowrank_steps(flat[s : s + step], ans)
                 values[s : s + step], ranks[s : s + step], resid[s : s + step] = v, r, e
