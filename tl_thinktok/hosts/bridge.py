@@ -5,12 +5,14 @@ with HF keyword arguments and an HF ``DynamicCache`` (``cache=`` in transformers
 ``past_key_values=`` before); the hook-free logit lens calls the wrapped HF ``norm`` and
 ``lm_head`` modules.
 
-Fast decoding (:meth:`BridgeAdapter.fast_decode`) is the wrapped HF model's own ``generate``
-(greedy, left padding with an attention mask) with one plain torch forward hook on the HF decoder
-layer of the recorded block. The bridge rewires that model in place (its decoder layers are the
-bridge's ``BlockBridge`` modules wrapping the HF layers), so the HF ``generate`` runs through the
-bridge's components: with no hook attached their HookPoints are identities, and the recorded
-state is exactly ``blocks.{layer}.hook_out``.
+Fast decoding (:meth:`BridgeAdapter.fast_decode`): for Llama / Qwen2 / Qwen3 the shared hook-free
+decoder (:mod:`~tl_thinktok.hosts.fast_decoder`) runs on the wrapped HF modules' own weights (it
+equals HF's forward; in float64, HF's SDPA forward to 1e-12). Other architectures fall back to the
+wrapped HF model's own ``generate`` (greedy, left padding with an attention mask) with one plain
+torch forward hook on the HF decoder layer of the recorded block. The bridge rewires that model in
+place (its decoder layers are the bridge's ``BlockBridge`` modules wrapping the HF layers), so that
+``generate`` runs through the bridge's components: with no hook attached their HookPoints are
+identities, and the recorded state is exactly ``blocks.{layer}.hook_out``.
 
 Example:
     >>> ad = BridgeAdapter(bridge)     # doctest: +SKIP
@@ -259,6 +261,12 @@ class BridgeAdapter(HostAdapter):
             raise ValueError(f"fast decoding is not available: {why}")
         return self._hf_model(), self.model.blocks[self.check_layer(layer)].original_component
 
+    def _decoder_weights(self, om: torch.nn.Module) -> DecoderWeights | None:
+        """The HF modules as the shared decoder's weights; ``None``: use HF's ``generate``."""
+        if _hf_decoder_unsupported(om) is not None:
+            return None
+        return _hf_weights(om, [b.original_component for b in self.model.blocks])
+
     def fast_decode(
         self,
         tokens: Int[Tensor, "b p"],
@@ -267,17 +275,20 @@ class BridgeAdapter(HostAdapter):
         layer: int,
         eos: int | None,
     ) -> tuple[Int[Tensor, "b n"], Float[Tensor, "b n d_model"]]:
-        """HF ``generate`` of the wrapped model (greedy), recording block ``layer``'s output.
+        """Greedy decoding without hooks, recording block ``layer``'s output.
 
-        Base contract (:meth:`HostAdapter.fast_decode`). The HF model's generation config is set
-        aside for the call (a blank ``GenerationConfig``: plain argmax, no repetition penalty or
-        suppressed tokens from the checkpoint's config), and :meth:`fix_kv_cache` is applied first
-        (idempotent; the HF decoder layers call the bridge's attention modules, which need it).
+        Base contract (:meth:`HostAdapter.fast_decode`). Llama / Qwen2 / Qwen3: the shared
+        decoder on the HF modules' weights. Otherwise HF ``generate`` of the wrapped model: its
+        generation config is then set aside for the call (a blank ``GenerationConfig``: plain
+        argmax, no repetition penalty or suppressed tokens from the checkpoint's config), and
+        :meth:`fix_kv_cache` is applied first (idempotent; the HF decoder layers call the bridge's
+        attention modules, which need it).
 
-        float64: HF eager attention takes the softmax in float32, where float64's mask value is
-        ``-inf``; a fully masked pad query is then NaN and the NaN reaches its row. So a float64
-        model with prompts of unequal lengths is decoded in groups of equal-length prompts, each
-        without padding (same tokens and states as one prompt alone; less batching).
+        float64 on the ``generate`` path: HF eager attention takes the softmax in float32, where
+        float64's mask value is ``-inf``; a fully masked pad query is then NaN and the NaN
+        reaches its row. So a float64 model with prompts of unequal lengths is decoded there in
+        groups of equal-length prompts, each without padding (same tokens and states as one
+        prompt alone; less batching).
 
         Example:
             >>> new, h = BridgeAdapter(bridge).fast_decode(toks, [0, 2], 8, 1, eos=2)
@@ -285,8 +296,8 @@ class BridgeAdapter(HostAdapter):
         """
         om, decoder_layer = self._checked_hf(layer)
         n_pad = _pad_counts(tokens, n_pad)
-        if _hf_decoder_unsupported(om) is None:
-            w = _hf_weights(om, [b.original_component for b in self.model.blocks])
+        w = self._decoder_weights(om)
+        if w is not None:
             return fast_decoder.decode(
                 w, tokens, n_pad, max_new_tokens, self.check_layer(layer), eos
             )
@@ -317,19 +328,21 @@ class BridgeAdapter(HostAdapter):
     def fast_last_states(
         self, tokens: Int[Tensor, "b p"], n_pad: Sequence[int], layer: int
     ) -> Float[Tensor, "b d_model"]:
-        """Block ``layer``'s output at each row's last token: one HF forward, stopped after it.
+        """Block ``layer``'s output at each row's last token, no hooks.
 
-        The rows are re-padded on the right (with an attention mask): in a causal model a real
-        position never sees the pads after it, and no query is fully masked (the float64 NaN of
-        left padding, see :meth:`fast_decode`, cannot happen).
+        Llama / Qwen2 / Qwen3: the shared decoder's prefill, stopped after block ``layer``.
+        Otherwise one HF forward, stopped after that block, with the rows re-padded on the right
+        (with an attention mask): in a causal model a real position never sees the pads after it,
+        and no query is fully masked (the float64 NaN of left padding, see :meth:`fast_decode`,
+        cannot happen).
 
         Example:
             >>> h = BridgeAdapter(bridge).fast_last_states(toks, [0, 2], layer=1)  # doctest: +SKIP
         """
         om, decoder_layer = self._checked_hf(layer)
         n_pad = _pad_counts(tokens, n_pad)
-        if _hf_decoder_unsupported(om) is None:
-            w = _hf_weights(om, [b.original_component for b in self.model.blocks])
+        w = self._decoder_weights(om)
+        if w is not None:
             return fast_decoder.last_states(w, tokens, n_pad, self.check_layer(layer))
         width = tokens.shape[1]
         right = torch.stack([torch.roll(row, -k) for row, k in zip(tokens, n_pad, strict=True)])
