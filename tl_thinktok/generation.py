@@ -35,8 +35,8 @@ __all__ = [
     "decode",
     "encode",
     "eos_id",
-    "greedy",
     "fast_decode_unsupported",
+    "greedy",
     "greedy_batch",
     "greedy_batch_states",
     "last_states_batch",
@@ -172,7 +172,7 @@ def greedy_batch(
     max_new_tokens = _batch_budget(model, prompts, max_new_tokens)
     if max_new_tokens <= 0:
         return [[] for _ in prompts]
-    toks, n_pad = _left_pad(model, prompts)
+    toks, _ = _left_pad(model, prompts)
     n = toks.shape[1]
     kwargs: dict[str, Any] = dict(
         max_new_tokens=int(max_new_tokens),
@@ -181,7 +181,7 @@ def greedy_batch(
         verbose=False,
         return_type="tokens",
     )
-    if len(prompts) > 1 or any(n_pad):
+    if len(prompts) > 1:  # a single prompt has no padding
         kwargs["padding_side"] = "left"
     eos = eos_id(model)
     if eos is not None:
