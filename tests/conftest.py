@@ -1,5 +1,5 @@
 """Shared fixtures: random-weight HF checkpoints in temp dirs (local stand-ins for real models),
-sae-lens (optional), and the hypothesis profiles.
+sae-lens (optional), a local Ray cluster, and the hypothesis profiles.
 
 sae-lens lives in the ``[sae]`` extra (it requires TransformerLens < 4): tests that need it take the
 ``sae_lens`` fixture, which skips them with the reason when it is not installed, and fails them
@@ -72,3 +72,18 @@ def qwen2_dir(random_model_dir):
 def llama_dir(random_model_dir):
     """A tiny random Llama (GQA, no biases) HF checkpoint directory."""
     return random_model_dir("llama")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster (``num_cpus=2``) for one test module, shut down after it.
+
+    Modules that use it skip themselves when ray is not installed (the ``[distributed]`` extra).
+    """
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -25,17 +25,8 @@ _RATE: dict[int, float] = {}
 _OUT: dict[int, list] = {}
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.parametrize("workers", [1, 2])
-def test_bench_items_per_s(benchmark, tmp_path, cluster, workers):
+def test_bench_items_per_s(benchmark, tmp_path, ray_cluster, workers):
     ctx = ExpContext(model="organism", run_dir=tmp_path, progress=False)
     model = ctx.load("organism")
     items = load_dataset("organism", n=N_ITEMS, seed=2)

@@ -150,17 +150,8 @@ def test_driver_killed_then_resumed_recomputes_nothing(tmp_path):
 # ------------------------------------------------------------------ shared local cluster
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.slow
-def test_workers_give_the_serial_results(tmp_path, cluster):
+def test_workers_give_the_serial_results(tmp_path, ray_cluster):
     """table1 (traces), fig5, fig6, fig7 with --workers 2 == serial: tokens, grades, MI 1e-9."""
     only = ["--only", "table1,fig5,fig6,fig7"]
     for mode, extra in (("serial", []), ("ray", ["--workers", "2"])):
@@ -186,7 +177,7 @@ def test_workers_give_the_serial_results(tmp_path, cluster):
         assert_same(a, b, name)
 
 
-def test_killed_worker_loses_and_repeats_nothing(tmp_path, cluster):
+def test_killed_worker_loses_and_repeats_nothing(tmp_path, ray_cluster):
     from tl_thinktok.generation import decode, encode, greedy
     from tl_thinktok.reproduce.context import ExpContext
     from tl_thinktok.reproduce.distributed import RayExecutor
@@ -219,7 +210,7 @@ def test_killed_worker_loses_and_repeats_nothing(tmp_path, cluster):
     assert len(lines) == 8 and len({json.loads(x)["key"] for x in lines}) == 8
 
 
-def test_grading_inside_ray_workers(cluster):
+def test_grading_inside_ray_workers(ray_cluster):
     cases = []
     for name, n in (("aime24", 10), ("math500", 10), ("gsm8k", 10)):
         its = load_dataset(name, n=n, seed=5)
@@ -257,7 +248,7 @@ def test_unreachable_address_fails_fast(address, capsys):
     assert time.perf_counter() - t0 < 15  # ray.init alone retries for minutes
 
 
-def test_reachable_address_passes_the_check(cluster):
+def test_reachable_address_passes_the_check(ray_cluster):
     from tl_thinktok.reproduce.distributed.ray_exec import check_address
 
     check_address(ray.get_runtime_context().gcs_address)  # no error
