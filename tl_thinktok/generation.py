@@ -27,6 +27,7 @@ import torch
 
 from tl_thinktok import hosts
 from tl_thinktok._validate import check_int
+from tl_thinktok.hosts.versions import quiet_cache_rename
 
 __all__ = [
     "answer_suffix",
@@ -186,7 +187,7 @@ def greedy_batch(
     eos = eos_id(model)
     if eos is not None:
         kwargs["eos_token_id"] = eos
-    with model.hooks(fwd_hooks=list(fwd_hooks)):
+    with model.hooks(fwd_hooks=list(fwd_hooks)), quiet_cache_rename():
         out = model.generate(toks, **kwargs)
     res = []
     for row in out[:, n:].tolist():

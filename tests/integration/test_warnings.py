@@ -5,12 +5,15 @@ The README's workflow (load, MIProbe + SuppressTokens + RepresentationRecycling 
 ``MITrace``, ``PeakTokenLens``, TTTS budget forcing) runs in a fresh interpreter with every warning
 an error, so deprecated TL names (hook aliases such as ``hook_resid_post`` on the bridge, removed
 modules), "once" warnings and import-time warnings all count. One warning is allowed, by message,
-because it is not ours:
+around the user's own ``model.generate`` call only, because it is not ours:
 
 * transformers 5.x ``FutureWarning: `past_key_values` is deprecated ... Use `cache` instead``: TL's
   own cached ``generate`` loop on the bridge passes ``past_key_values=`` to the HF model on every
   step (checked on TL 4.3 + transformers 5.24; uncached generation and plain forwards don't emit
   it). It is reported at ``torch/nn/modules/module.py``, so no ``module=`` filter can single it out.
+  tl-thinktok's own calls of ``generate`` (``greedy_batch``, ``MITrace.from_model``, TTTS) ignore
+  it by message (:func:`tl_thinktok.hosts.versions.quiet_cache_rename`), so outside that one call
+  it is an error like any other.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import transformers
@@ -31,10 +35,6 @@ WORKFLOW = textwrap.dedent(
     import warnings
 
     warnings.simplefilter("error")
-    # not ours (see the module docstring): TL's cached generate loop on the bridge
-    warnings.filterwarnings(
-        "ignore", message=r"`past_key_values` is deprecated", category=FutureWarning
-    )
     ALLOWED_ALWAYS = sys.argv[2] == "check-filter"
 
     import matplotlib
@@ -60,7 +60,11 @@ WORKFLOW = textwrap.dedent(
     rr = RepresentationRecycling(layer=-2, trigger_token_ids=tt.token_ids(), p=0.5, seed=0)
     probe = MIProbe(layer=-1)
     ids = hosts.to_tokens(model, prompt)
-    with attach_all(model, probe, ban, rr):
+    with attach_all(model, probe, ban, rr), warnings.catch_warnings():
+        # the user's own generate call: not ours (see the module docstring)
+        warnings.filterwarnings(
+            "ignore", message=r"`past_key_values` is deprecated", category=FutureWarning
+        )
         out = model.generate(ids, max_new_tokens=24, do_sample=False, verbose=False)
     assert len(probe) > 0
 
@@ -114,3 +118,57 @@ def test_the_check_catches_a_warning_from_our_code():
     )
     assert proc.returncode != 0
     assert "UserWarning: max_new_tokens=5 does not fit" in proc.stderr
+
+
+def _cache_rename_warnings(fn) -> int:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fn()
+    return sum("past_key_values" in str(w.message) for w in seen)
+
+
+def test_our_generate_calls_emit_no_cache_rename_warning():
+    """greedy_batch and TTTS call TL's generate (which passes ``past_key_values=`` on the bridge)
+    inside :func:`quiet_cache_rename`; the same generate called directly does warn (transformers
+    5.x), so the check is live."""
+    import torch
+
+    from tl_thinktok import budget_forcing, load_model, organism
+    from tl_thinktok.generation import encode, greedy_batch
+
+    torch.set_num_threads(1)
+    model = load_model("organism", host="bridge")
+    prompt = organism.prompt(organism.problems("test", 1, seed=0)[0].question)
+    ids = encode(model, prompt)
+    assert _cache_rename_warnings(lambda: greedy_batch(model, [ids, ids[:-1]], 4)) == 0
+    forced = _cache_rename_warnings(
+        lambda: budget_forcing(model, prompt, max_thinking_tokens=4, max_answer_tokens=2)
+    )
+    assert forced == 0
+    direct = _cache_rename_warnings(
+        lambda: model.generate(torch.tensor([ids]), max_new_tokens=3, verbose=False)
+    )
+    if int(transformers.__version__.split(".")[0]) == 5:
+        assert direct > 0
+
+
+def test_quiet_cache_rename_keeps_other_warnings():
+    from tl_thinktok.hosts.versions import quiet_cache_rename
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quiet_cache_rename():
+            for msg, cat in (
+                ("`past_key_values` is deprecated; use `cache`", FutureWarning),
+                ("`past_key_values` is deprecated (not a FutureWarning)", UserWarning),
+                ("something else", FutureWarning),
+            ):
+                warnings.warn(msg, cat, stacklevel=1)
+        warnings.warn(
+            "`past_key_values` is deprecated after the block", FutureWarning, stacklevel=1
+        )
+    assert [str(w.message) for w in seen] == [
+        "`past_key_values` is deprecated (not a FutureWarning)",
+        "something else",
+        "`past_key_values` is deprecated after the block",
+    ]

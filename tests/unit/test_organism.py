@@ -330,6 +330,21 @@ def test_greedy_generate_matches_hf_generate(tiny_model, tok):
                 assert not set(ref) & set(banned)
 
 
+def test_greedy_generate_passes_the_cache_keyword_the_model_wants(tiny_model, tok):
+    """No transformers ``past_key_values`` rename FutureWarning from our own decoding loop."""
+    import inspect
+    import warnings
+
+    params = inspect.signature(tiny_model.forward).parameters
+    assert ot.cache_kwarg(tiny_model) == ("cache" if "cache" in params else "past_key_values")
+    prompts = [organism.prompt(p.question) for p in organism.problems("test", 2, seed=3)]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = ot.greedy_generate(tiny_model, tok, prompts, max_new_tokens=4)
+    assert len(out) == 2 and all(n >= 1 for _, n in out)
+    assert not [w for w in seen if "past_key_values" in str(w.message)]
+
+
 def test_eval_result_roundtrip(tmp_path, tiny_model, tok):
     r = ot.evaluate((tiny_model, tok), n=3, max_new_tokens=5, ban_ids=[5, 6])
     assert r.n == 3 and 0.0 <= r.accuracy <= 1.0 and r.ban_ids == [5, 6]

@@ -14,8 +14,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import warnings
+from collections.abc import Iterator
 from importlib import metadata
 
 __all__ = [
@@ -25,6 +28,10 @@ __all__ = [
     "supported_hosts",
     "default_host",
     "check_host_available",
+    "runtime_versions",
+    "runtime_line",
+    "CACHE_RENAME_WARNING",
+    "quiet_cache_rename",
 ]
 
 #: Every host tl-thinktok knows, whatever TransformerLens is installed.
@@ -108,3 +115,65 @@ def check_host_available(host: str) -> str:
             "pip install 'transformer-lens>=3.0,<4'"
         )
     return host
+
+
+def _dist_version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unavailable"
+
+
+def runtime_versions(host: str | None = None) -> dict[str, str]:
+    """TransformerLens, the host, transformers and torch, as printed by the CLIs (no imports).
+
+    Args:
+        host: the host used (``None`` = :func:`default_host`).
+
+    Example:
+        >>> sorted(runtime_versions())
+        ['host', 'torch', 'transformer-lens', 'transformers']
+    """
+    return {
+        "transformer-lens": _dist_version("transformer-lens"),
+        "host": host or default_host(),
+        "transformers": _dist_version("transformers"),
+        "torch": _dist_version("torch"),
+    }
+
+
+def runtime_line(host: str | None = None) -> str:
+    """One line naming TransformerLens, the host, transformers and torch (``reproduce`` and
+    ``trace`` print it first; ``reproduce`` also writes it to ``timings.json`` and its README).
+
+    Example:
+        >>> runtime_line("bridge")  # doctest: +ELLIPSIS
+        'tl-thinktok: TransformerLens ..., host bridge, transformers ..., torch ...'
+    """
+    v = runtime_versions(host)
+    return (
+        f"tl-thinktok: TransformerLens {v['transformer-lens']}, host {v['host']}, "
+        f"transformers {v['transformers']}, torch {v['torch']}"
+    )
+
+
+#: Message of transformers 5.x's rename shim (``past_key_values=`` → ``cache=``), emitted on every
+#: step of TransformerLens' cached ``generate`` on the bridge (TL 3.9 and 4.3 still pass
+#: ``past_key_values=`` to the HF model).
+CACHE_RENAME_WARNING = r"`past_key_values` is deprecated"
+
+
+@contextlib.contextmanager
+def quiet_cache_rename() -> Iterator[None]:
+    """Ignore transformers' ``past_key_values`` rename :class:`FutureWarning` inside the block.
+
+    Wraps tl-thinktok's own calls that trigger it (TL's ``generate``); every other warning stays
+    as the caller's filters say.
+
+    Example:
+        >>> with quiet_cache_rename():
+        ...     pass
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=CACHE_RENAME_WARNING, category=FutureWarning)
+        yield

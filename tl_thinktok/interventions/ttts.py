@@ -41,6 +41,7 @@ import torch
 from tl_thinktok._io import JsonIO
 from tl_thinktok._validate import check_int
 from tl_thinktok.generation import greedy_batch
+from tl_thinktok.hosts.versions import quiet_cache_rename
 from tl_thinktok.interventions.base import Component, attach_all
 
 __all__ = ["TTTSResult", "budget_forcing", "reference_ttts", "reference_ttts_batch"]
@@ -130,7 +131,7 @@ def _generate(
     tokens = torch.tensor([ids], dtype=torch.long, device=_device(model))
     ctx = model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext()
     parts = attach_all(model, *components, reset=False) if components else nullcontext()
-    with ctx, parts:
+    with ctx, parts, quiet_cache_rename():
         out = model.generate(
             tokens,
             max_new_tokens=max_new,

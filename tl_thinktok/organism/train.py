@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import random
@@ -220,6 +221,20 @@ def _lr(step: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
+def cache_kwarg(model: Any) -> str:
+    """The KV-cache keyword of an HF model's ``forward``: ``cache`` from transformers 5.x (which
+    deprecated ``past_key_values`` with a FutureWarning), ``past_key_values`` before."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _cache_of(out: Any) -> Any:
+    """The KV cache of an HF model output (``cache`` in transformers 5.x, else
+    ``past_key_values``)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def greedy_generate(
     model: Any,
     tok: Any,
@@ -244,6 +259,7 @@ def greedy_generate(
     ban_list = as_token_ids([] if ban_ids is None else ban_ids, name="ban_ids", vocab=vocab)
     ban = torch.tensor(sorted(set(ban_list)), dtype=torch.long, device=device)
     eos, pad = tok.eos_token_id, tok.pad_token_id
+    cache_kw = cache_kwarg(model)
     results: list[tuple[str, int]] = []
     for b0 in range(0, len(prompts), batch_size):
         enc = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts[b0 : b0 + batch_size]]
@@ -257,7 +273,7 @@ def greedy_generate(
             mask[j, t - len(e) :] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1, :]
+        past, logits = _cache_of(out), out.logits[:, -1, :]
         last_pos = pos[:, -1:]
         done = torch.zeros(len(enc), dtype=torch.bool, device=device)
         gen = torch.full((len(enc), max_new_tokens), pad, dtype=torch.long, device=device)
@@ -279,10 +295,10 @@ def greedy_generate(
                 input_ids=nxt[:, None],
                 attention_mask=mask,
                 position_ids=last_pos,
-                past_key_values=past,
                 use_cache=True,
+                **{cache_kw: past},
             )
-            past, logits = out.past_key_values, out.logits[:, -1, :]
+            past, logits = _cache_of(out), out.logits[:, -1, :]
         for j in range(len(enc)):
             row = [i for i in gen[j, : int(n_new[j])].tolist() if i not in (eos, pad)]
             results.append((tok.decode(row, skip_special_tokens=False), int(n_new[j])))
