@@ -283,14 +283,78 @@ def test_reference_ttts_batch_equals_one_by_one(setup, host):
         assert got[i] == one, i
 
 
+#: float32 unit round-off: what HF's eager attention keeps of a float64 model's scores
+U32 = 2.0**-24
+
+
+def _mi_grad(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``∇_{h_t} MI_t`` by autograd through PAPER.md §1 written out here in float64."""
+    h = h.detach().double().clone().requires_grad_(True)
+    y = y.detach().double()
+    m = y.shape[0]
+    eye = torch.eye(m, dtype=torch.float64)
+    cen = eye - 1.0 / m
+
+    def r(v):
+        k = torch.exp(-((v[..., :, None] - v[..., None, :]) ** 2) / (2 * 50.0**2))
+        kt = k @ cen
+        return kt @ torch.linalg.inv(kt + 1e-5 * m * eye)
+
+    mi = (r(h) * r(y).T).sum((-2, -1))
+    return torch.autograd.grad(mi.sum(), h)[0]
+
+
+def _mi_first_order_bound(h: torch.Tensor, y: torch.Tensor, dh: torch.Tensor) -> np.ndarray:
+    """Per-step bound on ``|MI(h + dh) - MI(h)|`` from the gradient, for a perturbation ``dh``.
+
+    MI_t depends on h_t alone, so to first order ``|ΔMI_t| <= ||∇MI_t(h_t)|| ||dh_t||``
+    (Cauchy-Schwarz); the factor 2 covers the second-order term for ``||dh_t|| / ||h_t|| <= 1e-6``
+    (the curvature scale of the Gaussian kernel is sigma = 50 >> ||dh_t||). The gradient is taken
+    by autograd through PAPER.md §1 written out in :func:`_mi_grad` (tr(R_x R_y),
+    R = K H (K H + eps m I)^-1, sigma 50, eps 1e-5), not through the package's estimator. The
+    additive 1e-9 is the float64 evaluation tolerance of the estimator itself (chunked batched
+    solves; the same 1e-9 as for a float64 host with identical residuals).
+    """
+    grad = _mi_grad(h, y)
+    return 2 * (grad.norm(dim=-1) * dh.double().norm(dim=-1)).numpy() + 1e-9
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mi_first_order_bound_holds_for_float32_roundoff(seed):
+    """The bound used below holds for the package's estimator under float32-sized perturbations,
+    and is tight: along the gradient the change reaches at least 40% of the bound."""
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(6, 64, generator=g, dtype=torch.float64) * 40
+    y = torch.randn(64, generator=g, dtype=torch.float64) * 40
+    dh = (torch.rand(6, 64, generator=g, dtype=torch.float64) * 2 - 1) * 16 * U32 * h.abs().max()
+    change = (hsic_nocco(h + dh, y) - hsic_nocco(h, y)).abs().numpy()
+    bound = _mi_first_order_bound(h, y, dh)
+    assert (change <= bound).all()
+    grad = _mi_grad(h, y)  # worst direction, same size as dh
+    worst = grad / grad.norm(dim=-1, keepdim=True) * dh.norm(dim=-1, keepdim=True)
+    change = (hsic_nocco(h + worst, y) - hsic_nocco(h, y)).abs().numpy()
+    bound = _mi_first_order_bound(h, y, worst)
+    assert (change <= bound).all() and (change >= 0.4 * (bound - 1e-9)).all()
+
+
 @pytest.mark.parametrize("route", ["capture", "teacher", "fast"])
 @pytest.mark.parametrize("host", HOSTS)
 def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, route):
-    """Batched traces == one-by-one ``MITrace.from_model``: tokens equal, MI to 1e-9 (float64).
+    """Batched traces == one-by-one ``MITrace.from_model``: tokens equal, MI to round-off (float64).
 
-    Route ``fast`` on the bridge runs HF's modules in float64 throughout, while the bridge's own
-    forward (``from_model``) takes HF's eager softmax in float32: there the batch is compared with
-    each prompt alone on the same route (1e-9) and with ``from_model`` to float32 round-off.
+    Hooked host: float64 throughout, MI to 1e-9. Bridge: HF's eager attention takes the softmax in
+    float32 even in a float64 model (``softmax(scores, dtype=torch.float32)`` in transformers'
+    ``eager_attention_forward``), so the scores are rounded to float32 (relative u = 2^-24).
+    Batched and single rows compute the float64 scores in different summation orders (round-off
+    1e-16), and where a score lies near a float32 rounding boundary the two round it to adjacent
+    float32 values: the attention weights, hence the residuals, then differ by float32 round-off
+    (seen with transformers 5.24 on CI: MI 0.07750509 vs 0.07750508). There the test bounds the
+    residual difference by float32 round-off of |h| (16 u) and the MI difference by the
+    first-order propagation of that residual difference (:func:`_mi_first_order_bound`), never by
+    a loosened constant. Route ``fast`` on the bridge runs HF's modules in float64 throughout,
+    while the bridge's own forward (``from_model``) takes the float32 softmax: there the batch is
+    compared with each prompt alone on the same route (1e-9) and with ``from_model`` in the same
+    way.
     """
     from tl_thinktok.trace import MITrace
 
@@ -314,26 +378,37 @@ def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, route
     tok = model.tokenizer
     old = tok.eos_token_id
     tok.eos_token_id = eos
+    kw = dict(max_new_tokens=12, keep_residuals=True)
     try:
-        got = MITrace.batch_from_model(model, prompts, answers, max_new_tokens=12, route=route,
-                                       meta=[{"id": str(i)} for i in range(4)])  # fmt: skip
-        one = [MITrace.from_model(model, p, a, max_new_tokens=12) for p, a in
+        got = MITrace.batch_from_model(model, prompts, answers, route=route,
+                                       meta=[{"id": str(i)} for i in range(4)], **kw)  # fmt: skip
+        one = [MITrace.from_model(model, p, a, **kw) for p, a in
                zip(prompts, answers, strict=True)]  # fmt: skip
-        alone = [MITrace.batch_from_model(model, [p], [a], max_new_tokens=12, route=route)[0]
+        alone = [MITrace.batch_from_model(model, [p], [a], route=route, **kw)[0]
                  for p, a in zip(prompts, answers, strict=True)]  # fmt: skip
     finally:
         tok.eos_token_id = old
     assert len({tr.n_steps for tr in got}) > 1  # rows stopped at different steps
     assert any(tr.gen_ids[-1] == eos for tr in got)
-    exact_host = not (route == "fast" and host == "bridge")
+    float32_softmax = host == "bridge"  # the bridge's own forward: float32 attention weights
+
+    def close(b: MITrace, ref: MITrace, f32: bool) -> None:
+        if not f32:
+            assert np.abs(b.mi - ref.mi).max() <= 1e-9
+            np.testing.assert_allclose(b.resid_norm, ref.resid_norm, rtol=1e-12)
+            return
+        dh = b.residuals - ref.residuals
+        assert dh.abs().max().item() <= 16 * U32 * ref.residuals.abs().max().item()
+        bound = _mi_first_order_bound(ref.residuals, ref.answer_rep, dh)
+        assert (np.abs(b.mi - ref.mi) <= bound).all(), (np.abs(b.mi - ref.mi), bound)
+        np.testing.assert_allclose(b.resid_norm, ref.resid_norm, rtol=16 * U32)
+
     for i, (b, a, x) in enumerate(zip(got, one, alone, strict=True)):
         assert b.tokens == a.tokens == x.tokens and b.prompt_len == a.prompt_len
         assert b.id == str(i) and b.text == a.text
-        assert np.abs(b.mi - x.mi).max() <= 1e-9
-        assert np.abs(b.mi - a.mi).max() <= (1e-9 if exact_host else 1e-5 * np.abs(a.mi).max())
+        close(b, x, float32_softmax and route != "fast")
+        close(b, a, float32_softmax)
         assert b.peaks == a.peaks
-        np.testing.assert_allclose(b.resid_norm, x.resid_norm, rtol=1e-12)
-        np.testing.assert_allclose(b.resid_norm, a.resid_norm, rtol=1e-12 if exact_host else 1e-6)
 
 
 @pytest.mark.parametrize("host", HOSTS)
