@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -128,18 +129,39 @@ def load_jsonl_items(name: str, path: str | Path) -> list[Item]:
         raise ValueError(f"unknown file dataset {name!r}; expected one of {FILE_DATASETS}")
     path = Path(path)
     items: list[Item] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                if not isinstance(rec, dict):
-                    raise TypeError(f"expected a JSON object, got {type(rec).__name__}")
-                items.append(_item_from_record(name, rec, lineno))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"malformed {name} record in {path} line {lineno}: {e}") from e
+    for lineno, line in jsonl_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise TypeError(f"expected a JSON object, got {type(rec).__name__}")
+            items.append(_item_from_record(name, rec, lineno))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"malformed {name} record in {path} line {lineno}: {e}") from e
     return items
+
+
+def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(1-based line number, text)`` of each line of a UTF-8 file.
+
+    Raises:
+        ValueError: a line is not UTF-8 (e.g. a binary file); the one-line message names the file
+            and the line.
+
+    Example:
+        >>> next(jsonl_lines("tl_thinktok/assets/data/aime24/test.jsonl"))[0]
+        1
+    """
+    with Path(path).open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{path} line {lineno} is not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                    f"column {e.start + 1}): a dataset must be a UTF-8 JSONL file"
+                ) from None
 
 
 #: Separates a user JSONL path from its field names in a dataset spec (:func:`user_dataset`).
@@ -204,34 +226,33 @@ def load_user_jsonl(
         raise FileNotFoundError(f"no dataset file at {path}")
     items: list[Item] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"malformed record in {where}: not valid JSON ({e.msg})") from e
-            if not isinstance(rec, dict):
-                raise ValueError(f"malformed record in {where}: expected a JSON object, got "
-                                 f"{type(rec).__name__}")  # fmt: skip
-            vals = []
-            for field_name in (question_field, answer_field):
-                v = rec.get(field_name)
-                ok = isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                if not ok or not str(v).strip():
-                    have = ", ".join(sorted(map(str, rec))) or "none"
-                    raise ValueError(
-                        f"malformed record in {where}: field {field_name!r} must be non-empty "
-                        f"text or a number, got {v!r} (fields: {have})"
-                    )
-                vals.append(str(v).strip())
-            rid = str(rec["id"]) if "id" in rec else f"{path.stem}-{lineno}"
-            if rid in seen:
-                raise ValueError(f"malformed record in {where}: duplicate id {rid!r}")
-            seen.add(rid)
-            items.append(Item(id=rid, question=vals[0], answer=vals[1], solution=vals[1]))
+    for lineno, line in jsonl_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path} line {lineno}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"malformed record in {where}: not valid JSON ({e.msg})") from e
+        if not isinstance(rec, dict):
+            raise ValueError(f"malformed record in {where}: expected a JSON object, got "
+                             f"{type(rec).__name__}")  # fmt: skip
+        vals = []
+        for field_name in (question_field, answer_field):
+            v = rec.get(field_name)
+            ok = isinstance(v, (str, int, float)) and not isinstance(v, bool)
+            if not ok or not str(v).strip():
+                have = ", ".join(sorted(map(str, rec))) or "none"
+                raise ValueError(
+                    f"malformed record in {where}: field {field_name!r} must be non-empty "
+                    f"text or a number, got {v!r} (fields: {have})"
+                )
+            vals.append(str(v).strip())
+        rid = str(rec["id"]) if "id" in rec else f"{path.stem}-{lineno}"
+        if rid in seen:
+            raise ValueError(f"malformed record in {where}: duplicate id {rid!r}")
+        seen.add(rid)
+        items.append(Item(id=rid, question=vals[0], answer=vals[1], solution=vals[1]))
     if not items:
         raise ValueError(f"no records in {path}")
     return items

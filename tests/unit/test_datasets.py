@@ -99,6 +99,28 @@ def test_malformed_line_names_file_and_line(tmp_path, content, lineno):
     assert str(p) in str(e.value) and f"line {lineno}" in str(e.value)
 
 
+#: a PNG header then a line of JSON: invalid UTF-8 at byte 1 of line 1
+BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\n" + b'{"question": "a", "answer": "1"}\n'
+
+
+def test_binary_file_is_one_line_error_naming_the_file(tmp_path):
+    p = tmp_path / "photo.jsonl"
+    p.write_bytes(BINARY)
+    for load in (lambda: load_dataset(str(p)), lambda: load_jsonl_items("gsm8k", p)):
+        with pytest.raises(ValueError) as e:
+            load()
+        msg = str(e.value)
+        assert str(p) in msg and "line 1" in msg and "not UTF-8" in msg and "0x89" in msg
+        assert "\n" not in msg
+    later = tmp_path / "later.jsonl"  # the bad line is found where it is
+    later.write_bytes(b'{"question": "a", "answer": "1"}\n' + BINARY)
+    with pytest.raises(ValueError, match=r"later\.jsonl line 2 is not UTF-8"):
+        load_dataset(str(later))
+    ok = tmp_path / "ok.jsonl"  # UTF-8 beyond ASCII still reads
+    ok.write_text('{"question": "π × 2?", "answer": "2π"}\n', encoding="utf-8")
+    assert load_dataset(str(ok))[0].answer == "2π"
+
+
 def test_subset_is_seeded_and_in_file_order():
     full = [it.id for it in load_dataset("math500")]
     a = [it.id for it in load_dataset("math500", n=20, seed=3)]
