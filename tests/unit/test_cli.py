@@ -105,6 +105,15 @@ def test_reproduce_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, need
     assert not (tmp_path / "o").exists()  # nothing ran
 
 
+def test_reproduce_binary_dataset_is_one_line_naming_the_file(capsys, tmp_path):
+    data = tmp_path / "binary.jsonl"
+    data.write_bytes(b"\x89PNG\r\n\x1a\n\xff\x00")
+    argv = ["--quick", "--no-progress", "--dataset", str(data), "--out", str(tmp_path / "o"),
+            "--run-dir", str(tmp_path / "r")]  # fmt: skip
+    assert reproduce_main(argv) == 2
+    one_line_error(capsys, str(data), "not UTF-8")
+
+
 def test_script_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
     rc = script_main("fig2", ["--dataset", "nope", "--out", str(tmp_path / "o")])
     assert rc == 2
@@ -133,3 +142,56 @@ def test_reproduce_bad_dataset_in_a_subprocess_has_no_traceback(tmp_path):
     err = [s for s in proc.stderr.splitlines() if s.strip()]
     assert len(err) == 1, proc.stderr
     assert err[0].startswith("tl-thinktok reproduce: error:") and "/nonexistent.jsonl" in err[0]
+
+
+def _expected_runtime_line(host: str) -> str:
+    """Built from the package metadata here, independently of ``runtime_line``."""
+    from importlib.metadata import version
+
+    return (
+        f"tl-thinktok: TransformerLens {version('transformer-lens')}, host {host}, "
+        f"transformers {version('transformers')}, torch {version('torch')}"
+    )
+
+
+def test_reproduce_help_shows_the_run_dir_and_out_defaults(capsys):
+    with pytest.raises(SystemExit) as exc:
+        reproduce_main(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--run-dir RUN_DIR resumable run directories" in text
+    assert "(default: runs, relative to the current folder)" in text
+    assert "(default: figures)" in text
+
+
+def test_reproduce_prints_versions_first_and_where_results_went_last(tmp_path, monkeypatch, capsys):
+    """A stand-in experiment (no model work): the version line opens the console output and is
+    in timings.json and the README; the last line names the output and run folders."""
+    import json
+    from importlib.metadata import version
+
+    from tl_thinktok.reproduce import cli as rcli
+    from tl_thinktok.reproduce.outputs import Summary, save_json, write_readme
+
+    def fake_run_one(ctx, name, mod=None):
+        s = Summary(name, "stand-in", ctx.model, ctx.dataset, {"x": 1.0},
+                    files=[save_json(ctx.out, name, {"x": 1.0})])  # fmt: skip
+        s.save(ctx.out)
+        write_readme(ctx.out, ctx)
+        return s
+
+    monkeypatch.setattr(rcli, "run_one", fake_run_one)
+    monkeypatch.chdir(tmp_path)
+    rc = reproduce_main(["--quick", "--no-progress", "--base-model", "none", "--only", "fig2",
+                         "--out", "figs"])  # fmt: skip
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    expected = _expected_runtime_line(default_host())
+    assert lines[0] == expected
+    assert str(tmp_path / "figs") in lines[-1] and str(tmp_path / "runs") in lines[-1]
+    timings = json.loads((tmp_path / "figs" / "timings.json").read_text())
+    assert timings["runtime"] == expected
+    assert timings["versions"]["transformer-lens"] == version("transformer-lens")
+    assert timings["versions"]["host"] == default_host()
+    readme = (tmp_path / "figs" / "README.md").read_text()
+    assert expected.removeprefix("tl-thinktok: ") in readme

@@ -320,6 +320,41 @@ def test_load_item_from_a_file(tmp_path):
     assert (second.answer, second.solution, second.id) == ("6", "3 + 3 = 6", "b")
 
 
+def test_binary_dataset_file_is_one_line_naming_it(capsys, tmp_path):
+    data = tmp_path / "binary.jsonl"
+    data.write_bytes(b"\x89PNG\r\n\x1a\n\xff\x00")
+    err = _one_line_error(
+        capsys,
+        ["--model", "organism", "--dataset", str(data), "--index", "0", "--out",
+         str(tmp_path / "r.html")],
+    )  # fmt: skip
+    assert str(data) in err and "not UTF-8" in err
+
+
+def test_question_and_answer_fields_as_in_reproduce(capsys, tmp_path):
+    data = tmp_path / "mine.jsonl"
+    data.write_text(json.dumps({"problem": "What is 2 + 3?", "final": "5"}) + "\n")
+    item = load_item(str(data), 0, question_field="problem", answer_field="final")
+    assert (item.question, item.answer) == ("What is 2 + 3?", "5")
+    base = ["--model", "organism", "--dataset", str(data), "--out", str(tmp_path / "r.html")]
+    err = _one_line_error(capsys, [*base, "--index", "0"])  # default field names: no 'question'
+    assert "has no 'question'" in err
+    err = _one_line_error(capsys, [*base, "--index", "0", "--question-field", "problem"])
+    assert "lacks a non-empty 'answer'" in err
+    err = _one_line_error(
+        capsys, ["--model", "organism", "--dataset", "aime24", "--index", "0",
+                 "--question-field", "problem", "--out", str(tmp_path / "r.html")]
+    )  # fmt: skip
+    assert "need --dataset <file>.jsonl" in err
+    argv = [*base, "--index", "0", "--question-field", "problem", "--answer-field", "final",
+            "--max-new-tokens", "4"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("tl-thinktok: TransformerLens ") and ", host " in out[0]
+    assert out[-1].startswith(f"wrote {tmp_path / 'r.html'}")
+    assert "What is 2 + 3?" in (tmp_path / "r.html").read_text()
+
+
 def test_trace_is_a_tl_thinktok_subcommand(tmp_path):
     import subprocess
     import sys

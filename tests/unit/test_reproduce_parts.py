@@ -111,3 +111,21 @@ def test_registry_resolves_aliases_and_loads_every_experiment():
 def test_summary_json_has_no_nan_token(tmp_path):
     p = Summary("x", "t", "m", "d", {"v": math.nan}).save(tmp_path)
     assert json.loads(p.read_text())["numbers"]["v"] is None
+
+
+def test_readme_names_the_versions_and_host(tmp_path):
+    from types import SimpleNamespace
+
+    from tl_thinktok.hosts.versions import runtime_line
+
+    Summary("fig2", "title", "organism", "organism", {"acc": 0.5}).save(tmp_path)
+    assert "Made with" not in write_readme(tmp_path).read_text()  # nothing known: left out
+    old = "tl-thinktok: TransformerLens 3.9.0, host hooked, transformers 5.0.0, torch 2.9.0"
+    (tmp_path / "timings.json").write_text(json.dumps({"runtime": old, "model": "organism"}))
+    readme = write_readme(tmp_path).read_text()
+    assert (
+        "Made with TransformerLens 3.9.0, host hooked, transformers 5.0.0, torch 2.9.0." in readme
+    )
+    now = runtime_line("bridge").removeprefix("tl-thinktok: ")
+    readme = write_readme(tmp_path, SimpleNamespace(host="bridge")).read_text()
+    assert f"Made with {now}." in readme and "3.9.0" not in readme

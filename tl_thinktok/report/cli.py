@@ -8,8 +8,10 @@ Usage::
     tl-thinktok trace --model organism --dataset my_problems.jsonl --index 2 --out r.html
 
 ``--dataset`` is a bundled dataset (gsm8k, math500, aime24, organism) or a JSONL file with one
-object per line holding ``question`` and ``answer`` (and optionally ``solution``, the text ``h_y``
-is read from; the answer alone otherwise). Bad input — an index outside the dataset, an unknown
+object per line holding ``question`` and ``answer`` (other field names with ``--question-field`` /
+``--answer-field``, as in ``reproduce``; optionally ``solution``, the text ``h_y`` is read from; the
+answer alone otherwise). The first line printed names TransformerLens, the host, transformers and
+torch. Bad input — an index outside the dataset, an unknown
 model, a dataset without answers — is one line on stderr and exit status 2.
 
 Example:
@@ -28,8 +30,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from tl_thinktok.datasets import DATASETS, FAMILIES, Item, grade, load_dataset, model_family
+from tl_thinktok.datasets import (
+    DATASETS,
+    FAMILIES,
+    Item,
+    grade,
+    jsonl_lines,
+    load_dataset,
+    model_family,
+)
 from tl_thinktok.datasets import prompt_for as _prompt_for
+from tl_thinktok.hosts.versions import runtime_line
 
 __all__ = ["TraceInputError", "build_parser", "load_item", "main"]
 
@@ -51,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="bundled name (organism, ...), HF dir or hub id")
     p.add_argument(
         "--dataset", required=True, help=f"one of {', '.join(DATASETS)}, or a .jsonl file"
+    )
+    p.add_argument(
+        "--question-field", default=None, help="question field of a --dataset .jsonl (question)"
+    )
+    p.add_argument(
+        "--answer-field", default=None, help="answer field of a --dataset .jsonl (answer)"
     )
     p.add_argument("--index", required=True, type=int, help="0-based problem index")
     p.add_argument("--out", required=True, type=Path, help="output .html file")
@@ -76,45 +93,62 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _jsonl_items(path: Path) -> list[Item]:
+def _jsonl_items(
+    path: Path, question_field: str = "question", answer_field: str = "answer"
+) -> list[Item]:
+    """The items of a JSONL file (``solution`` optional: the answer stands in)."""
     items = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TraceInputError(f"{path} line {lineno} is not valid JSON: {e}") from None
-            if not isinstance(rec, dict) or not str(rec.get("question") or "").strip():
-                raise TraceInputError(f"{path} line {lineno} has no 'question'")
-            answer = rec.get("answer")
-            if answer is None or not str(answer).strip():
-                raise TraceInputError(
-                    f"dataset {path} has no answers (line {lineno} lacks a non-empty 'answer'): "
-                    "the report needs the gold answer to compute MI against"
-                )
-            solution = str(rec.get("solution") or answer)
-            ident = str(rec.get("id", f"{path.stem}-{len(items)}"))
-            items.append(Item(ident, str(rec["question"]), str(answer), solution))
+    for lineno, line in jsonl_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TraceInputError(f"{path} line {lineno} is not valid JSON: {e}") from None
+        if not isinstance(rec, dict) or not str(rec.get(question_field) or "").strip():
+            raise TraceInputError(f"{path} line {lineno} has no {question_field!r}")
+        answer = rec.get(answer_field)
+        if answer is None or not str(answer).strip():
+            raise TraceInputError(
+                f"dataset {path} has no answers (line {lineno} lacks a non-empty "
+                f"{answer_field!r}): the report needs the gold answer to compute MI against"
+            )
+        solution = str(rec.get("solution") or answer)
+        ident = str(rec.get("id", f"{path.stem}-{len(items)}"))
+        items.append(Item(ident, str(rec[question_field]), str(answer), solution))
     if not items:
         raise TraceInputError(f"dataset {path} is empty")
     return items
 
 
-def load_item(dataset: str, index: int, seed: int = 0) -> Item:
+def load_item(
+    dataset: str,
+    index: int,
+    seed: int = 0,
+    question_field: str | None = None,
+    answer_field: str | None = None,
+) -> Item:
     """Problem ``index`` of a bundled dataset or a JSONL file.
 
+    Args:
+        question_field: question field of a JSONL file (default ``question``).
+        answer_field: answer field of a JSONL file (default ``answer``).
+
     Raises:
-        TraceInputError: unknown dataset, missing file, no answers, index outside the dataset.
+        TraceInputError: unknown dataset, missing file, no answers, index outside the dataset,
+            field names given for a bundled dataset.
+        ValueError: a file that is not UTF-8 text (the message names it).
     """
     path = Path(dataset)
+    fields_given = question_field is not None or answer_field is not None
     if dataset in DATASETS:
+        if fields_given:
+            raise TraceInputError("--question-field / --answer-field need --dataset <file>.jsonl")
         items = load_dataset(dataset, seed=seed)
     elif path.suffix == ".jsonl" or path.exists():
         if not path.is_file():
             raise TraceInputError(f"dataset file not found: {path}")
-        items = _jsonl_items(path)
+        items = _jsonl_items(path, question_field or "question", answer_field or "answer")
     else:
         raise TraceInputError(
             f"unknown dataset {dataset!r}: not one of {', '.join(DATASETS)} and not a .jsonl file"
@@ -137,13 +171,20 @@ def _fail(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tl-thinktok trace``; returns the exit status."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    print(runtime_line(args.host), flush=True)
     for name, low in (("max_new_tokens", 1), ("k", 1)):
         if getattr(args, name) < low:
             return _fail(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
     if args.out.exists() and args.out.is_dir():
         return _fail(f"--out {args.out} is a directory; give a file name such as report.html")
     try:
-        item = load_item(args.dataset, args.index, seed=args.seed)
+        item = load_item(
+            args.dataset,
+            args.index,
+            seed=args.seed,
+            question_field=args.question_field,
+            answer_field=args.answer_field,
+        )
     except (TraceInputError, ValueError, OSError) as err:
         return _fail(str(err))
 

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import torch
 
 from tl_thinktok.datasets import load_dataset
+from tl_thinktok.hosts.versions import runtime_line, runtime_versions
 from tl_thinktok.reproduce.context import SIZES, ExpContext
 from tl_thinktok.reproduce.outputs import (
     Summary,
@@ -77,8 +78,15 @@ def build_parser(prog: str = "tl-thinktok reproduce") -> argparse.ArgumentParser
     )
     ap.add_argument("--rr-dataset", default=None, help="dataset of fig6 (default aime24)")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    ap.add_argument("--out", default="figures", help="output folder")
-    ap.add_argument("--run-dir", default="runs", help="resumable run directories")
+    ap.add_argument(
+        "--out", default="figures", help="folder of figures, data and README (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--run-dir",
+        default="runs",
+        help="resumable run directories, the cache of every generation (default: %(default)s, "
+        "relative to the current folder)",
+    )
     ap.add_argument(
         "--host",
         default=None,
@@ -351,6 +359,7 @@ def script_main(name: str, argv: Sequence[str] | None = None) -> int:
     name = resolve(name)
     prog = f"experiments/{SCRIPTS[name]}"
     args = build_parser(prog=prog).parse_args(argv)
+    print(runtime_line(args.host), flush=True)
     try:
         ctx = context_from_args(args)
         validate_context(ctx)
@@ -406,6 +415,7 @@ def reproduce_main(argv: Sequence[str] | None = None) -> int:
         help="merge shard run roots (default: <run-dir>/shard-*) into --run-dir, then stop",
     )
     args = ap.parse_args(argv)
+    print(runtime_line(args.host), flush=True)
     try:
         names = _selection(args.only, args.skip)
         ctx = context_from_args(args)
@@ -480,9 +490,9 @@ def _run_all(ctx: ExpContext, names: list[str], keep_going: bool) -> int:
     if ctx.shard is not None:
         i, n = ctx.shard
         print(
-            f"[reproduce] shard {i}/{n} done in {time.perf_counter() - t0:.1f} s; when every "
-            f"shard is done: tl-thinktok reproduce --merge (same --run-dir), then the same "
-            f"command without --shard",
+            f"[reproduce] shard {i}/{n} done in {time.perf_counter() - t0:.1f} s (run "
+            f"directories in {ctx.run_dir.resolve()}); when every shard is done: tl-thinktok "
+            f"reproduce --merge (same --run-dir), then the same command without --shard",
             flush=True,
         )
         return 1 if failed else 0
@@ -501,11 +511,17 @@ def _run_all(ctx: ExpContext, names: list[str], keep_going: bool) -> int:
             "threads": torch.get_num_threads(),
             "workers": ctx.workers or 0,
             "sizes": sizes,
+            "runtime": runtime_line(ctx.host),
+            "versions": runtime_versions(ctx.host),
         },
     )
     write_readme(ctx.out, ctx)
     problems = check_outputs(ctx.out, [n for n in names if n not in failed])
     for p in problems:
         print(f"[reproduce] problem: {p}", file=sys.stderr)
-    print(f"[reproduce] total {total:.1f} s; outputs in {ctx.out}", flush=True)
+    print(
+        f"[reproduce] total {total:.1f} s; figures, data and README in {ctx.out.resolve()}; "
+        f"run directories (resumable cache) in {ctx.run_dir.resolve()}",
+        flush=True,
+    )
     return 1 if (failed or problems) else 0

@@ -164,7 +164,9 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float]:
 def write_readme(out: Path, ctx: Any = None) -> Path:
     """(Re)generate ``<out>/README.md`` from every ``*.summary.json`` in ``out``.
 
-    ``ctx`` is accepted for compatibility and not used: the README is built from the files.
+    The README is built from the files; its TransformerLens / host / transformers / torch line
+    describes ``ctx``'s run (its host, the installed versions), else the run of ``timings.json``
+    (left out when neither is known).
     """
     out = Path(out)
     sums = []
@@ -179,8 +181,15 @@ def write_readme(out: Path, ctx: Any = None) -> Path:
         "",
     ]
     tf = out / "timings.json"
-    if tf.exists():
-        t = json.loads(tf.read_text())
+    t = json.loads(tf.read_text()) if tf.exists() else {}
+    runtime = t.get("runtime")
+    if getattr(ctx, "host", None):  # the run writing this README
+        from tl_thinktok.hosts.versions import runtime_line
+
+        runtime = runtime_line(ctx.host)
+    if runtime:
+        lines += [f"Made with {runtime.removeprefix('tl-thinktok: ')}.", ""]
+    if t:
         lines += [
             f"Last `reproduce` run: model `{t.get('model')}`, mode `{t.get('mode')}`, "
             f"{t.get('total_s', 0):.0f} s in total on {t.get('device', 'cpu')} "
