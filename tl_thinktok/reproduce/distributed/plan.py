@@ -1,6 +1,11 @@
 """``reproduce --plan``: the work of a run (items × tokens per experiment) and a device-hour
 estimate from a short measured tokens/s probe, printed before anything long starts.
 
+Every experiment is covered: the trace pass (reasoning and base model) of the experiments that
+read it, table3's extra datasets, theorem_bounds' forced answers and answer scoring (organism),
+answer_control's MI against other answers (no generation: listed with 0 tokens), and the
+accuracy runs of fig5-7. The experiments that only read the trace pass are named below the table.
+
 Example:
     >>> from tl_thinktok.reproduce.context import ExpContext
     >>> plan = make_plan(ExpContext(model="organism", quick=True), ["fig6"], probe=False)
@@ -22,9 +27,11 @@ __all__ = ["TRACE_EXPERIMENTS", "WorkLine", "WorkPlan", "make_plan", "probe_toke
 
 #: Experiments that read the trace pass of the reasoning model.
 TRACE_EXPERIMENTS = ("fig2", "table1", "fig3_table2", "fig4", "figs9_20", "theorem_bounds",
-                     "peaks_robustness")  # fmt: skip
-#: Experiments that also read the base model's traces.
-BASE_EXPERIMENTS = ("fig3_table2", "fig4")
+                     "peaks_robustness", "answer_control", "table3")  # fmt: skip
+#: Experiments that also read the base model's traces (when there is a base model).
+BASE_EXPERIMENTS = ("fig2", "table1", "fig3_table2", "fig4", "figs9_20")
+#: Experiments whose only model work is the trace pass.
+TRACE_ONLY = ("fig2", "table1", "fig3_table2", "fig4", "figs9_20", "peaks_robustness")
 
 
 @dataclass
@@ -35,7 +42,8 @@ class WorkLine(JsonIO):
         experiment: experiment(s) it serves.
         what: description.
         items: number of generations.
-        tokens_per_item: budget of each (upper bound; greedy runs may stop earlier).
+        tokens_per_item: budget of each (upper bound; greedy runs may stop earlier); 1 for a
+            teacher-forced forward, 0 for work without the model (MI only).
     """
 
     experiment: str
@@ -58,10 +66,12 @@ class WorkPlan(JsonIO):
         lines: the work, per experiment.
         tokens_per_s: measured generation throughput (``None`` = not probed).
         probe: how it was measured (batch, tokens, seconds, device).
+        trace_only: selected experiments whose only model work is the trace pass.
     """
 
     model: str
     lines: list[WorkLine] = field(default_factory=list)
+    trace_only: list[str] = field(default_factory=list)
     tokens_per_s: float | None = None
     probe: dict[str, Any] = field(default_factory=dict)
 
@@ -98,6 +108,8 @@ class WorkPlan(JsonIO):
                         f"{w.tokens:>12,}")  # fmt: skip
         rows.append(f"{'total':<18} {'':<44} {sum(w.items for w in self.lines):>7} {'':>8} "
                     f"{self.total_tokens:>12,}")  # fmt: skip
+        if self.trace_only:
+            rows.append(f"the trace pass is all the model work of: {', '.join(self.trace_only)}")
         if self.tokens_per_s:
             p = self.probe
             rows.append(
@@ -129,6 +141,29 @@ def make_plan(ctx: Any, names: Sequence[str], probe: bool = True) -> WorkPlan:
             n_base = int(ctx.size("n_base_traces"))
             what = f"traces of {ctx.base_model}"
             lines.append(WorkLine(used, what, n_base, ctx.budget("traces")))
+    if "table3" in names:
+        from tl_thinktok.reproduce.experiments.table3 import N_EXTRA, datasets_of
+
+        n_extra = min(int(ctx.size("n_traces")), N_EXTRA[ctx.mode])
+        for ds in datasets_of(ctx):
+            if ds != ctx.dataset:
+                lines.append(WorkLine("table3", f"traces of {ctx.model} on {ds}", n_extra,
+                                      ctx.budget("traces")))  # fmt: skip
+    if "theorem_bounds" in names and ctx.dataset == "organism":
+        from tl_thinktok.reproduce.experiments.theorem_bounds import FORCED_ANSWER_TOKENS
+
+        cuts = int(ctx.size("n_bounds_steps"))
+        n = cuts * int(ctx.size("n_traces"))
+        lines.append(WorkLine("theorem_bounds", f"forced answers: {cuts} cuts x traces", n,
+                              FORCED_ANSWER_TOKENS))  # fmt: skip
+        lines.append(WorkLine("theorem_bounds", f"answer scoring: {cuts} cuts x traces (forward)",
+                              n, 1))  # fmt: skip
+    if "answer_control" in names:
+        from tl_thinktok.reproduce.experiments.answer_control import K_OTHERS
+
+        k = K_OTHERS[ctx.mode]
+        lines.append(WorkLine("answer_control", f"MI vs {k} other answers per trace (no model)",
+                              k * int(ctx.size("n_traces")), 0))  # fmt: skip
     if "fig5" in names:
         k_max = int(ctx.size("k_max"))
         ks = sorted({min(int(k), k_max) for k in (ctx.size("k_values") or range(k_max + 1))})
@@ -159,7 +194,8 @@ def make_plan(ctx: Any, names: Sequence[str], probe: bool = True) -> WorkPlan:
             for b in budgets:
                 lines.append(WorkLine("fig7", f"TTTS on {ds}, budget {b}: {conds} conditions",
                                       conds * n, b + answer))  # fmt: skip
-    plan = WorkPlan(model=ctx.model, lines=lines)
+    trace_only = [n for n in names if n in TRACE_ONLY]
+    plan = WorkPlan(model=ctx.model, lines=lines, trace_only=trace_only)
     if probe and lines:
         plan.tokens_per_s, plan.probe = probe_tokens_per_s(ctx)
     return plan

@@ -41,6 +41,8 @@ from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
 
 NAME = "theorem_bounds"
 N_CLASSES = 100  # organism answers 0..99
+#: Greedy tokens of each forced answer after the answer suffix (its digits, then ``}``).
+FORCED_ANSWER_TOKENS = 6
 
 
 def exact_part():
@@ -142,7 +144,7 @@ def forced_error(ctx: ExpContext, model, ts, t: int) -> float:
     bs = ctx.size("batch_size")
     for s in range(0, len(todo), bs):
         chunk = todo[s : s + bs]
-        conts = greedy_batch(model, [ids for _, ids in chunk], 6)
+        conts = greedy_batch(model, [ids for _, ids in chunk], FORCED_ANSWER_TOKENS)
         for (tr, _), cont in zip(chunk, conts, strict=True):
             ok[tr.id] = grade(ts.dataset, suffix + decode(model, cont), tr.answer)
     return sum(0 if v else 1 for v in ok.values()) / len(ok)
