@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib
 
-from tl_thinktok import _compat
+from tl_thinktok import _compat, _progress
 
 _compat.install()
+_progress.quiet_tqdm_auto()  # in a Jupyter kernel only
 
 __version__ = "0.1.0"
 

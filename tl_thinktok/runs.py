@@ -310,9 +310,9 @@ class RunDir:
             if hasattr(self.executor, "finish"):
                 self.executor.finish(self, keys)
         elif todo:
-            from tqdm.auto import tqdm
+            from tl_thinktok._progress import progress_bar
 
-            bar = tqdm(
+            bar = progress_bar(
                 total=len(items),
                 initial=len(items) - len(todo),
                 desc=desc or self.path.name,

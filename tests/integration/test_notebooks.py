@@ -143,3 +143,55 @@ def test_notebook_3_composing(tmp_path, monkeypatch):
         for h in views:  # offline: the bundle is inline, nothing is fetched
             assert "unpkg.com" not in h and not re.search(r"<script[^>]*\bsrc=", h)
         assert (tmp_path / "mi_tokens.html").is_file()
+
+
+def _cells_output(sources: list[str], cwd: Path, monkeypatch) -> tuple[str, list[str]]:
+    """Run code cells in a fresh kernel: all their stream text, and every output's MIME types."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb, _ = _run(nb, cwd, monkeypatch)
+    kinds = [k for c in nb.cells for o in c.outputs for k in o.get("data", {})]
+    return _text(nb), kinds
+
+
+def test_no_iprogress_warning_and_console_progress_bars(tmp_path, monkeypatch):
+    """In a kernel without ipywidgets, importing tl_thinktok first keeps transformers' tqdm.auto
+    import from warning "IProgress not found", and RunDir's bar is console text, not a widget."""
+    if importlib.util.find_spec("ipywidgets") is not None:
+        pytest.skip("ipywidgets is installed: tqdm.auto never warns")
+    text, _ = _cells_output(["import transformers"], tmp_path, monkeypatch)
+    assert "IProgress not found" in text  # without tl_thinktok the kernel does warn: a live check
+    run = (
+        "from tl_thinktok.runs import RunDir\n"
+        "run = RunDir.open('run', {'a': 1})\n"
+        "print(run.map([1, 2, 3], key=str, fn=lambda i: i * 2, desc='demo-bar'))"
+    )
+    text, kinds = _cells_output(["import tl_thinktok\nimport transformers", run], tmp_path,
+                                monkeypatch)  # fmt: skip
+    assert "IProgress" not in text and "[2, 4, 6]" in text
+    assert "demo-bar" in text  # the bar was drawn, as stderr text
+    assert not [k for k in kinds if "widget" in k]
+
+
+def test_readme_command_runs_a_notebook_with_what_dev_installs(tmp_path):
+    """README's headless command exists with [dev] (nbclient's `jupyter execute`) and runs a
+    notebook: a failing cell fails it."""
+    import subprocess
+    import sys
+
+    readme = (NOTEBOOKS.parent / "README.md").read_text()
+    cmd = "python -m jupyter execute notebooks/01_quickstart_organism.ipynb"
+    assert cmd in " ".join(readme.split())
+    for source, rc in (("print('ran')", 0), ("raise SystemError('boom')", 1)):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+        nbformat.write(nb, tmp_path / "tiny.ipynb")
+        proc = subprocess.run(
+            [sys.executable, "-m", "jupyter", "execute", str(tmp_path / "tiny.ipynb")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == rc, proc.stderr[-2000:]

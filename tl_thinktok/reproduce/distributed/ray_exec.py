@@ -299,7 +299,7 @@ class RayExecutor:
             Exception: the work function's own error (re-raised with its type).
             RuntimeError: every actor died and no restart is left.
         """
-        from tqdm.auto import tqdm
+        from tl_thinktok._progress import progress_bar
 
         ray = self.start()._ray
         batches = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
@@ -316,8 +316,8 @@ class RayExecutor:
         fn_ref = ray.put(dumps(fn, self.ctx))
         experiment = getattr(self.ctx, "experiment", None)
         inflight: dict[Any, tuple[int, int]] = {}  # ref -> (actor slot, batch)
-        bar = tqdm(total=len(all_items), initial=len(all_items) - len(todo), desc=desc,
-                   disable=not progress, leave=False)  # fmt: skip
+        bar = progress_bar(total=len(all_items), initial=len(all_items) - len(todo), desc=desc,
+                           disable=not progress, leave=False)  # fmt: skip
         try:
             while queue or inflight:
                 for slot, actor in enumerate(self.actors):
