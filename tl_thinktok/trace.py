@@ -53,6 +53,9 @@ __all__ = ["MITrace", "ROUTES", "resolve_route", "residual_file", "strip_eos", "
 SIGMA = 50.0
 #: Routes of :meth:`MITrace.batch_from_model` (the first is the default: the fastest measured).
 ROUTES = ("auto", "fast", "capture", "teacher")
+#: Space :meth:`MITrace.plot` leaves above the highest labelled peak, as a fraction of the range
+#: (a 7-pt label fits in axes from about 1 inch tall).
+LABEL_HEADROOM = 0.18
 #: MI and norms are computed over chunks of at most this many bytes of float64 step states, so a
 #: long trace never gets a whole float64 copy (docs/performance.md, "Memory").
 _STREAM_BYTES = 64 * 2**20
@@ -629,13 +632,17 @@ class MITrace(JsonIO):
             for p, w in zip(peaks, self.peak_tokens(tokenizer), strict=True):
                 ax.annotate(w, (p, m[p]), textcoords="offset points", xytext=(0, 4),
                             ha="center", fontsize=7, color=peak_color)  # fmt: skip
+            if peaks:  # room above the highest peak for its label, inside the axes
+                lo, hi = ax.get_ylim()
+                top = float(np.max(m[peaks]))
+                ax.set_ylim(lo, max(hi, top + LABEL_HEADROOM * (top - lo)))
         if title is not None:
             ax.set_title(title, fontsize=9)
         if axis_labels:
             ax.set_xlabel("generation step t")
             ax.set_ylabel("MI(h_t, h_y)")
-        if legend:
-            ax.legend(fontsize=8, loc="upper right")
+        if legend:  # beside the axes: never over the trajectory or a peak label
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0)
         return ax
 
 

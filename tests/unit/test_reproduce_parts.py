@@ -129,3 +129,70 @@ def test_readme_names_the_versions_and_host(tmp_path):
     now = runtime_line("bridge").removeprefix("tl-thinktok: ")
     readme = write_readme(tmp_path, SimpleNamespace(host="bridge")).read_text()
     assert f"Made with {now}." in readme and "3.9.0" not in readme
+
+
+def test_plot_curves_puts_one_legend_outside_every_panel():
+    """fig5/fig7: the legend never covers a line or the random-control band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    other = AccuracyCurve(dataset="gsm8k", n_items=10, x_label="k",
+                          series=[Series("thinking", [0, 4], [0.5, 0.2]),
+                                  Series("found", [0, 4], [0.5, 0.1])])  # fmt: skip
+    fig = plot_curves([curve(), other], "t")
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["thinking", "random", "found"]
+    box = legend.get_window_extent(r)
+    for ax in fig.axes:
+        a = ax.get_window_extent(r)
+        assert box.y1 <= a.y0 or box.x1 <= a.x0 or a.x1 <= box.x0  # beside or below, never over
+    plt.close(fig)
+
+
+def test_fig3_draws_table2_numbers_under_the_trajectories(tmp_path, monkeypatch):
+    """fig3_table2.png carries Table 2 (means over all traces), not only three trajectories."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from types import SimpleNamespace
+
+    from tl_thinktok.reproduce.experiments import fig3_table2
+    from tl_thinktok.trace import MITrace
+
+    rng = np.random.default_rng(0)
+
+    def trace(i: int, scale: float, peaks: list[int]) -> MITrace:
+        mi = scale * rng.random(20)
+        return MITrace(tokens=list(range(21)), prompt_len=1, layer=-1, mi=mi, peaks=peaks,
+                       resid_norm=np.ones(20), id=f"p{i}", correct=i % 2 == 0)  # fmt: skip
+
+    sets = {"model": [trace(i, 0.1, [3, 9]) for i in range(5)],
+            "base": [trace(i, 1.0, []) for i in range(5)]}  # fmt: skip
+    ctx = SimpleNamespace(
+        traces=lambda which: SimpleNamespace(model=f"m-{which}", traces=sets[which]),
+        base_model="m-base", out=tmp_path, dataset="organism",
+    )  # fmt: skip
+    figs = []
+    real_save = fig3_table2.save_fig
+
+    def keep_and_save(out, name, fig):
+        figs.append(fig)
+        return real_save(out, name, fig)
+
+    monkeypatch.setattr(fig3_table2, "save_fig", keep_and_save)
+    fig3_table2.run(ctx)
+    (fig,) = figs
+    texts = {t.get_text() for ax in fig.axes for t in ax.texts}
+    texts |= {c.get_text().get_text() for ax in fig.axes for tab in ax.tables
+              for c in tab.get_celld().values()}  # fmt: skip
+    mean_reasoning = np.mean([t.mi.mean() for t in sets["model"]])
+    std_base = np.mean([t.mi.std() for t in sets["base"]])
+    assert f"{mean_reasoning:.4f}" in texts and f"{std_base:.4f}" in texts
+    assert "n/a (n=0)" in texts  # the base traces have no peak: AOM undefined, not 0
+    assert "reasoning: m-model" in texts and "base: m-base" in texts
+    assert (tmp_path / "fig3_table2.png").is_file()

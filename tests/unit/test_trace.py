@@ -217,3 +217,38 @@ def test_bad_builder_input(organism, trace, tmp_path):
     bare = make()
     with pytest.raises(ValueError, match="keeps no residuals"):
         bare.save_residuals(tmp_path / "r.safetensors")
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_plot_keeps_peak_labels_inside_and_the_legend_off_the_data():
+    """fig2's layout: the highest peak is the last step (``</s>``); its label must sit inside the
+    axes, and the legend must cover neither the trajectory nor a label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    n = 120
+    mi = 0.02 + 0.01 * np.sin(np.arange(n))
+    mi[[30, 70, n - 1]] = [0.1, 0.09, 0.3]
+    trace = MITrace(tokens=list(range(n + 1)), prompt_len=1, layer=-1, mi=mi,
+                    peaks=[30, 70, n - 1], resid_norm=np.ones(n))  # fmt: skip
+    tok = SimpleNamespace(decode=lambda ids: "</s>" if ids[0] == n else f"w{ids[0]}")
+    fig, ax = plt.subplots(figsize=(9, 2.8))
+    trace.plot(ax, tokenizer=tok, title="t")
+    fig.tight_layout()
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    box = ax.get_window_extent(r)
+    labels = [t.get_window_extent(r) for t in ax.texts]
+    assert [t.get_text() for t in ax.texts] == ["w31", "w71", "</s>"]
+    for lab in labels:
+        assert box.y0 <= lab.y0 and lab.y1 <= box.y1 and box.x0 <= lab.x0 and lab.x1 <= box.x1
+    legend = ax.get_legend().get_window_extent(r)
+    assert not _overlap(legend, box) and not any(_overlap(legend, lab) for lab in labels)
+    plt.close(fig)

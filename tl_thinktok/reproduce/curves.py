@@ -82,8 +82,12 @@ class AccuracyCurve(JsonIO):
         d["series"] = [dict(vars(s)) for s in self.series]
         return to_jsonable(d)
 
-    def plot(self, ax: Any = None) -> Any:
-        """Draw the curve on ``ax`` (``None`` = a new figure); returns the axes."""
+    def plot(self, ax: Any = None, legend: bool = True) -> Any:
+        """Draw the curve on ``ax`` (``None`` = a new figure); returns the axes.
+
+        Args:
+            legend: draw the legend, beside the axes (never over a line or a band).
+        """
         import matplotlib.pyplot as plt
 
         if ax is None:
@@ -99,12 +103,14 @@ class AccuracyCurve(JsonIO):
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{self.dataset} (n={self.n_items})", fontsize=9)
-        ax.legend(fontsize=7)
+        if legend:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         return ax
 
 
 def plot_curves(curves: Sequence[AccuracyCurve], title: str, panel_width: float = 4.5) -> Any:
-    """One panel per curve side by side, under ``title``; returns the figure."""
+    """One panel per curve side by side, under ``title``, and one legend below them (outside
+    every panel, so no line or band is hidden); returns the figure."""
     import matplotlib.pyplot as plt
 
     if not curves:
@@ -112,8 +118,14 @@ def plot_curves(curves: Sequence[AccuracyCurve], title: str, panel_width: float 
     fig, axes = plt.subplots(
         1, len(curves), figsize=(panel_width * len(curves), 3.4), squeeze=False
     )
+    entries: dict[str, Any] = {}
     for ax, c in zip(axes[0], curves, strict=True):
-        c.plot(ax)
+        c.plot(ax, legend=False)
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    ncol = max(1, min(len(entries), 2 * len(curves)))
+    fig.legend(list(entries.values()), list(entries), loc="upper center", ncol=ncol, fontsize=7,
+               bbox_to_anchor=(0.5, 0.0), frameon=False)  # fmt: skip
     return fig

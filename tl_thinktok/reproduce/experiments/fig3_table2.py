@@ -5,6 +5,8 @@ Run alone: ``python experiments/fig3_table2_base_vs_reasoning.py --model organis
 
 from __future__ import annotations
 
+import math
+
 from tl_thinktok.reproduce.context import ExpContext
 from tl_thinktok.reproduce.outputs import (
     Summary,
@@ -36,20 +38,45 @@ def table2_row(role: str, model: str, traces: list[MITrace]) -> dict:
     return row
 
 
+def _fmt(value: float, n: int, spec: str) -> str:
+    """A Table 2 cell: the value, or ``n/a`` when undefined (no trace counted)."""
+    return "n/a" if n == 0 or math.isnan(value) else format(value, spec)
+
+
+def table2_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Column labels and cell text of Table 2 as drawn under the trajectories."""
+    labels = ["model", "traces", "mean MI", "std MI", "AOM (traces with a peak)", "trace acc."]
+    cells = [
+        [
+            f"{r['role']}: {r['model']}",
+            str(r["n_traces"]),
+            _fmt(r["mean"], r["mean_n"], ".4f"),
+            _fmt(r["std"], r["std_n"], ".4f"),
+            f"{_fmt(r['aom'], r['aom_n'], '.3f')} (n={r['aom_n']})",
+            _fmt(r["accuracy"], r["accuracy_n"], ".2f"),
+        ]
+        for r in rows
+    ]
+    return labels, cells
+
+
 def run(ctx: ExpContext) -> Summary:
     import matplotlib.pyplot as plt
 
     sets = [("reasoning", ctx.traces("model"))]
     if ctx.base_model:
         sets.append(("base", ctx.traces("base")))
-    fig, axes = plt.subplots(1, N_SHOWN, figsize=(4 * N_SHOWN, 3), squeeze=False)
+    rows = [table2_row(role, ts.model, ts.traces) for role, ts in sets]
+    fig = plt.figure(figsize=(4 * N_SHOWN, 3 + 0.35 * (len(rows) + 1)))
+    grid = fig.add_gridspec(2, N_SHOWN, height_ratios=[3, 0.35 * (len(rows) + 1)])
+    axes = [fig.add_subplot(grid[0, j]) for j in range(N_SHOWN)]
     shown: dict[str, list] = {}
     by_id = {role: {t.id: t for t in ts.traces} for role, ts in sets}
     common = [i for i in by_id["reasoning"] if all(i in d for d in by_id.values())]
     ids = common[:N_SHOWN]
     colors = {"reasoning": "tab:red", "base": "tab:gray"}
     for j, pid in enumerate(ids):
-        ax = axes[0, j]
+        ax = axes[j]
         for role, ts in sets:
             tr = by_id[role][pid]
             tr.plot(ax, color=colors[role], label=f"{role} ({ts.model})", peak_color=colors[role],
@@ -59,9 +86,18 @@ def run(ctx: ExpContext) -> Summary:
         ax.set_xlabel("step")
         if j == 0:
             ax.set_ylabel("MI(h_t, h_y)")
-            ax.legend(fontsize=7)
+    # Table 2 under the trajectories; each row in its model's line colour (the legend)
+    tab_ax = fig.add_subplot(grid[1, :])
+    tab_ax.axis("off")
+    labels, cells = table2_cells(rows)
+    table = tab_ax.table(cellText=cells, colLabels=labels, loc="center", cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for i, r in enumerate(rows, start=1):
+        table[i, 0].get_text().set_color(colors.get(r["role"], "black"))
+    tab_ax.set_title("Table 2: means over all traces (the lines above: the first "
+                     f"{len(ids)} problems)", fontsize=9)  # fmt: skip
     fig.tight_layout()
-    rows = [table2_row(role, ts.model, ts.traces) for role, ts in sets]
     files = [
         save_fig(ctx.out, NAME, fig),
         save_json(ctx.out, NAME, {"table2": rows, "fig3": shown}),
