@@ -120,15 +120,15 @@ def test_readme_names_the_versions_and_host(tmp_path):
 
     Summary("fig2", "title", "organism", "organism", {"acc": 0.5}).save(tmp_path)
     assert "Made with" not in write_readme(tmp_path).read_text()  # nothing known: left out
-    old = "tl-thinktok: TransformerLens 3.9.0, host hooked, transformers 5.0.0, torch 2.9.0"
+    old = "tl-thinktok: TransformerLens 0.0.1, host hooked, transformers 0.0.2, torch 0.0.3"
     (tmp_path / "timings.json").write_text(json.dumps({"runtime": old, "model": "organism"}))
     readme = write_readme(tmp_path).read_text()
     assert (
-        "Made with TransformerLens 3.9.0, host hooked, transformers 5.0.0, torch 2.9.0." in readme
+        "Made with TransformerLens 0.0.1, host hooked, transformers 0.0.2, torch 0.0.3." in readme
     )
     now = runtime_line("bridge").removeprefix("tl-thinktok: ")
     readme = write_readme(tmp_path, SimpleNamespace(host="bridge")).read_text()
-    assert f"Made with {now}." in readme and "3.9.0" not in readme
+    assert f"Made with {now}." in readme and "0.0.1" not in readme  # this run, not the last
 
 
 def test_plot_curves_puts_one_legend_outside_every_panel():
