@@ -66,3 +66,18 @@ def test_budget_keys_are_known_to_set():
     for key in BUDGETS.values():
         assert key in SIZES[("organism", "full")]
         assert _overrides([f"{key}=7"]) == {key: 7}
+
+
+@pytest.mark.parametrize("mode", ["full", "quick"])
+def test_smollm2_has_its_own_sizes_and_gsm8k_defaults(mode):
+    """SmolLM2-135M (also as a path naming it) picks its size table and GSM8K everywhere; every
+    size table has the same keys, so a --set key valid for one is valid for all."""
+    for name in ("smollm2-135m", "/cache/gguf/SmolLM2-135M-Instruct.Q4_1-0123"):
+        ctx = ExpContext(model=name, quick=mode == "quick", base_model="none")
+        assert ctx.kind == "smollm2"
+        assert (ctx.dataset, ctx.eval_datasets, ctx.rr_dataset) == ("gsm8k", ["gsm8k"], "gsm8k")
+        table = SIZES[("smollm2", mode)]
+        assert ctx.size("n_traces") == table["n_traces"] and ctx.budget("rr") == table["budget_rr"]
+    assert ExpContext(model="organism").kind == "organism" and hf_ctx().kind == "hf"
+    keys = {k: set(v) for k, v in SIZES.items()}
+    assert all(v == keys[("organism", "full")] for v in keys.values()), keys

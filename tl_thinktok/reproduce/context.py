@@ -117,6 +117,50 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
         budget_ttts_answer=16,
         batch_size=4,
     ),
+    # SmolLM2-135M-Instruct (the bundled real model): GSM8K only, budgets sized so the full run
+    # fits 2 CPU cores in 30 minutes (the paper's budgets are for 1.5B-70B models on GPUs)
+    ("smollm2", "full"): dict(
+        n_traces=40,
+        max_new_tokens=256,
+        n_base_traces=0,
+        n_eval=12,
+        k_max=3,
+        k_values=[0, 1, 3],
+        k_random=[3],
+        n_random=3,
+        n_rr=12,
+        budgets=[128, 256],
+        n_ttts=12,
+        ttts_words=["Wait", "So"],
+        n_bounds_steps=8,
+        budget_traces=256,
+        budget_suppression=256,
+        budget_rr=256,
+        budget_ttts_base=256,
+        budget_ttts_answer=16,
+        batch_size=16,
+    ),
+    ("smollm2", "quick"): dict(
+        n_traces=3,
+        max_new_tokens=12,
+        n_base_traces=0,
+        n_eval=2,
+        k_max=3,
+        k_values=[0, 1, 3],
+        k_random=[3],
+        n_random=2,
+        n_rr=2,
+        budgets=[6, 12],
+        n_ttts=2,
+        ttts_words=["Wait"],
+        n_bounds_steps=3,
+        budget_traces=12,
+        budget_suppression=12,
+        budget_rr=12,
+        budget_ttts_base=12,
+        budget_ttts_answer=16,
+        batch_size=4,
+    ),
     ("hf", "quick"): dict(
         n_traces=3,
         max_new_tokens=12,
@@ -228,6 +272,10 @@ class ExpContext:
             self.dataset = self.dataset or "organism"
             self.eval_datasets = self.eval_datasets or ["organism"]
             self.rr_dataset = self.rr_dataset or "organism"
+        elif self.kind == "smollm2":  # a 135M model: grade-school problems are its level
+            self.dataset = self.dataset or "gsm8k"
+            self.eval_datasets = self.eval_datasets or ["gsm8k"]
+            self.rr_dataset = self.rr_dataset or "gsm8k"
         else:
             self.dataset = self.dataset or "math500"
             self.eval_datasets = self.eval_datasets or ["gsm8k", "math500", "aime24"]
@@ -237,6 +285,12 @@ class ExpContext:
     def is_organism(self) -> bool:
         """Whether the reasoning model is an organism (bundled, or a dir named like one)."""
         return model_family(self.model) == "organism"
+
+    @property
+    def kind(self) -> str:
+        """Size-table kind of the reasoning model: ``"organism"``, ``"smollm2"`` or ``"hf"``."""
+        fam = model_family(self.model)
+        return fam if fam in ("organism", "smollm2") else "hf"
 
     @property
     def mode(self) -> str:
@@ -252,7 +306,7 @@ class ExpContext:
             return self.budget(EXPERIMENT_BUDGET.get(self.experiment or "", "traces"))
         if key in self.overrides:
             return self.overrides[key]
-        return SIZES[("organism" if self.is_organism else "hf", self.mode)][key]
+        return SIZES[(self.kind, self.mode)][key]
 
     def budget(self, name: str) -> int:
         """Generation budget (tokens) of a budget name (:data:`BUDGETS`) or an experiment.
@@ -276,7 +330,7 @@ class ExpContext:
             return int(self.overrides[key])
         if "max_new_tokens" in self.overrides and name != "ttts_answer":
             return int(self.overrides["max_new_tokens"])
-        return int(SIZES[("organism" if self.is_organism else "hf", self.mode)][key])
+        return int(SIZES[(self.kind, self.mode)][key])
 
     def family(self, model_name: str) -> str:
         """Prompt family of a model (``"organism"``, ``"r1"`` or ``"reference"``)."""
