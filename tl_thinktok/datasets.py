@@ -372,6 +372,21 @@ def prompt_for(model_family: str, question: str) -> str:
     raise ValueError(f"unknown model family {model_family!r}; expected one of {FAMILIES}")
 
 
+def trace_prompt_family(model_family: str) -> str:
+    """Prompt family of MI traces for a model family.
+
+    The raw question, as the paper's traces of R1-distills (which continue a bare question into
+    reasoning), except for models that need their own format: the organism, and chat-tuned
+    SmolLM2, which answers a bare question with its end token at once (most GSM8K traces were one
+    step long) and reasons under its chat template.
+
+    Example:
+        >>> trace_prompt_family("r1"), trace_prompt_family("smollm2")
+        ('raw', 'smollm2')
+    """
+    return model_family if model_family in ("organism", "smollm2") else "raw"
+
+
 def _boxed(answer: str) -> str:
     return "\\boxed{" + answer + "}"
 

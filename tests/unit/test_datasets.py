@@ -283,3 +283,14 @@ def test_smollm2_family_and_prompt():
     assert p == SMOLLM2_PROMPT.format(q="What is 2+3?")
     assert p.startswith("<|im_start|>system\n") and p.endswith("<|im_start|>assistant\n")
     assert "What is 2+3?\nPlease reason step by step" in p and "\\boxed{}" in p
+
+
+def test_trace_prompt_family_raw_except_formatted_models():
+    from tl_thinktok.datasets import trace_prompt_family
+
+    assert [trace_prompt_family(f) for f in ("r1", "reference", "organism", "smollm2")] == [
+        "raw",
+        "raw",
+        "organism",
+        "smollm2",
+    ]

@@ -38,6 +38,7 @@ from tl_thinktok.datasets import (
     jsonl_lines,
     load_dataset,
     model_family,
+    trace_prompt_family,
 )
 from tl_thinktok.datasets import prompt_for as _prompt_for
 from tl_thinktok.hosts.versions import runtime_line
@@ -203,8 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fam = model_family(args.model)
     if args.prompt != "auto":
         fam = args.prompt
-    elif fam != "organism":
-        fam = "raw"
+    else:
+        fam = trace_prompt_family(fam)
     grade_as = args.dataset if args.dataset in DATASETS else "math500"
     try:
         ids = encode(model, _prompt_for(fam, item.question))

@@ -25,7 +25,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tl_thinktok.datasets import Item, grade, load_dataset, prompt_for
+from tl_thinktok.datasets import Item, grade, load_dataset, prompt_for, trace_prompt_family
 from tl_thinktok.generation import encode
 from tl_thinktok.loading import model_fingerprint
 from tl_thinktok.mi import hsic_nocco
@@ -130,7 +130,7 @@ def _trace_batch(
 
     model = cfg.load(name)
     fam = cfg.family(name)
-    trace_fam = fam if fam == "organism" else "raw"
+    trace_fam = trace_prompt_family(fam)
     prompts = [encode(model, prompt_for(trace_fam, it.question)) for it in items]
     # one batched generation; h_t recorded during it (no second pass: the memory is the residuals
     # alone, docs/performance.md); the EOS step is kept, as the reference
@@ -182,6 +182,7 @@ def trace_pass(cfg: TraceSettings, name: str, dataset: str, n: int) -> TraceSet:
         "host": cfg.host,
         "estimator": "hsic_nocco(float64, sigma=50, eps=1e-5)",
         "peaks": "Q3 + 1.5 IQR",
+        "prompt": trace_prompt_family(cfg.family(name)),
         "layout": LAYOUT,
         "route": TRACE_ROUTE,
     }
