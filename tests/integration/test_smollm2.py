@@ -20,6 +20,7 @@ import contextlib
 import pytest
 import torch
 import transformers
+from test_probe import _hf_block_outputs
 from test_recycle import _hf_recycle
 
 from tl_thinktok import hosts
@@ -73,21 +74,6 @@ def model(request, smol):
     return m
 
 
-def _hf_block(hf, tokens: torch.Tensor, layer: int) -> torch.Tensor:
-    out = {}
-
-    def grab(_m, _a, o):
-        out["h"] = (o[0] if isinstance(o, tuple) else o).detach()
-
-    handle = hf.model.layers[layer].register_forward_hook(grab)
-    try:
-        with torch.no_grad():
-            hf(tokens)
-    finally:
-        handle.remove()
-    return out["h"][0]
-
-
 def _atol(model, h: torch.Tensor) -> float:
     rel = 1e-12 if model.thinktok_info.host == "bridge" else 1e-6
     return rel * h.abs().max().item()
@@ -121,9 +107,11 @@ def test_trace_tokens_and_states_match_hf(model, smol):
     assert model.thinktok_info.name == "smollm2-135m"
     assert tr.tokens == ref[0].tolist()
     p = ids.shape[1]
-    want = _hf_block(smol["hf"], ref, LAYER)[p - 1 : p - 1 + tr.n_steps]
+    want = _hf_block_outputs(smol["hf"], ref[0], LAYER)[p - 1 : p - 1 + tr.n_steps]
     torch.testing.assert_close(tr.residuals, want, rtol=0, atol=_atol(model, want))
-    y = _hf_block(smol["hf"], torch.tensor([smol["tok"](smol["item"].solution).input_ids]), LAYER)
+    y = _hf_block_outputs(
+        smol["hf"], torch.tensor(smol["tok"](smol["item"].solution).input_ids), LAYER
+    )
     torch.testing.assert_close(tr.answer_rep, y[-1], rtol=0, atol=_atol(model, y))
     mi_hf = hsic_nocco(want, y[-1]).numpy()
     assert abs(tr.mi - mi_hf).max() <= (1e-9 if model.thinktok_info.host == "bridge" else 1e-4)
@@ -168,7 +156,7 @@ def test_lens_matches_hf_final_norm_and_unembedding(model, smol):
     ids, ref = smol["ids"], smol["ref"]
     p = ids.shape[1]
     hf = smol["hf"]
-    h = _hf_block(hf, ref, LAYER)[p - 1 : -1]
+    h = _hf_block_outputs(hf, ref[0], LAYER)[p - 1 : -1]
     res = PeakTokenLens(layer=LAYER, k=3).decode(model, h)
     with torch.no_grad():
         probs = torch.softmax(hf.lm_head(hf.model.norm(h)), -1)

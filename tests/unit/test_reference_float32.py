@@ -151,36 +151,21 @@ def test_float32_error_is_the_centring_on_residual_like_vectors(d, scale):
     assert err["float32"] >= 1e3 * np.finfo(np.float32).eps, err
 
 
-def organism_residuals(n_traces: int, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(h_t steps ``[steps, d]``, h_y ``[d]``) of organism problems, last block, float64 arrays."""
-    from tl_thinktok.datasets import load_dataset, prompt_for
+def model_residuals(
+    name: str, dataset: str, n_traces: int, steps: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(h_t steps ``[steps, d]``, h_y ``[d]``) of a model's traces (its trace prompt), last block,
+    float64 arrays; the model on the default host of the installed TL."""
+    from tl_thinktok.datasets import load_dataset, model_family, prompt_for, trace_prompt_family
     from tl_thinktok.loading import load_model
     from tl_thinktok.trace import MITrace
 
-    model = load_model("organism")  # the default host of the installed TL
-    items = load_dataset("organism", n=n_traces, seed=0)
+    model = load_model(name)
+    family = trace_prompt_family(model_family(name))
+    items = load_dataset(dataset, n=n_traces, seed=0)
     trs = MITrace.batch_from_model(
         model,
-        [prompt_for("organism", it.question) for it in items],
-        [it.solution for it in items],
-        layer=-1,
-        max_new_tokens=steps,
-        keep_residuals=True,
-    )
-    return [(t.residuals.double().numpy(), t.answer_rep.double().numpy()) for t in trs]
-
-
-def smollm2_residuals(n_traces: int, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(h_t, h_y) of SmolLM2-135M-Instruct on GSM8K (its chat prompt), last block, float64."""
-    from tl_thinktok.datasets import load_dataset, prompt_for
-    from tl_thinktok.loading import load_model
-    from tl_thinktok.trace import MITrace
-
-    model = load_model("smollm2-135m")
-    items = load_dataset("gsm8k", n=n_traces, seed=0)
-    trs = MITrace.batch_from_model(
-        model,
-        [prompt_for("smollm2", it.question) for it in items],
+        [prompt_for(family, it.question) for it in items],
         [it.solution for it in items],
         layer=-1,
         max_new_tokens=steps,
@@ -190,7 +175,7 @@ def smollm2_residuals(n_traces: int, steps: int) -> list[tuple[np.ndarray, np.nd
 
 
 def test_float32_error_is_the_centring_on_organism_residuals():
-    (xs, y), *_ = organism_residuals(1, 12)
+    (xs, y), *_ = model_residuals("organism", "organism", 1, 12)
     err = _errors(xs, y)
     assert err["float32"] >= 10 * err["centring_f64"], err
     assert err["float32"] >= 1e3 * np.finfo(np.float32).eps, err
@@ -200,7 +185,7 @@ def test_float32_is_close_on_a_real_models_residuals(smollm2_dir):
     """On SmolLM2-135M's last block (residual std ~30, comparable to sigma = 50) the kernel is
     not near 1 everywhere, the centring keeps its digits, and float32 is within 2% (measured: 0.2%
     RMS, same peak steps in 8 of 8 traces); the centring is still where most of the error is."""
-    (xs, y), *_ = smollm2_residuals(1, 12)
+    (xs, y), *_ = model_residuals("smollm2-135m", "gsm8k", 1, 12)
     err = _errors(xs, y)
     assert err["float32"] <= 0.02, err
     assert err["float32"] >= 3 * err["centring_f64"], err
@@ -237,8 +222,8 @@ def _main() -> None:  # the full measurement quoted in docs/results.md
             f"| same peak steps {same}/{len(traces)}"
         )
 
-    report("organism d128", organism_residuals(8, 64))
-    report("SmolLM2-135M d576 (GSM8K)", smollm2_residuals(8, 64))
+    report("organism d128", model_residuals("organism", "organism", 8, 64))
+    report("SmolLM2-135M d576 (GSM8K)", model_residuals("smollm2-135m", "gsm8k", 8, 64))
     with tempfile.TemporaryDirectory() as tmp:
         path = make_random_hf_model(tmp, "qwen2", n_layers=8, d_model=512, n_heads=8)
         model = load_model(path)
