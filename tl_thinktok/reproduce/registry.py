@@ -36,6 +36,7 @@ EXPERIMENTS: dict[str, str] = {
     "peaks_robustness": "peaks_robustness",
     "answer_control": "answer_control",
     "table3": "table3",
+    "importance": "importance",
 }
 
 #: Experiment name → its thin script in a checkout's ``experiments/`` (for help texts only).
@@ -52,6 +53,7 @@ SCRIPTS: dict[str, str] = {
     "peaks_robustness": "peaks_robustness.py",
     "answer_control": "answer_control.py",
     "table3": "table3_datasets.py",
+    "importance": "importance.py",
 }
 
 #: Other names of experiments (paper figure / table numbers).

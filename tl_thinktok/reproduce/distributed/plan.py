@@ -3,8 +3,9 @@ estimate from a short measured tokens/s probe, printed before anything long star
 
 Every experiment is covered: the trace pass (reasoning and base model) of the experiments that
 read it, table3's extra datasets, theorem_bounds' forced answers and answer scoring (organism),
-answer_control's MI against other answers (no generation: listed with 0 tokens), and the
-accuracy runs of fig5-7. The experiments that only read the trace pass are named below the table.
+answer_control's MI against other answers (no generation: listed with 0 tokens), importance's
+counterfactual continuations and its all-block forward per trace, and the accuracy runs of
+fig5-7. The experiments that only read the trace pass are named below the table.
 
 Example:
     >>> from tl_thinktok.reproduce.context import ExpContext
@@ -27,7 +28,7 @@ __all__ = ["TRACE_EXPERIMENTS", "WorkLine", "WorkPlan", "make_plan", "probe_toke
 
 #: Experiments that read the trace pass of the reasoning model.
 TRACE_EXPERIMENTS = ("fig2", "table1", "fig3_table2", "fig4", "figs9_20", "theorem_bounds",
-                     "peaks_robustness", "answer_control", "table3")  # fmt: skip
+                     "peaks_robustness", "answer_control", "table3", "importance")  # fmt: skip
 #: Experiments that also read the base model's traces (when there is a base model).
 BASE_EXPERIMENTS = ("fig2", "table1", "fig3_table2", "fig4", "figs9_20")
 #: Experiments whose only model work is the trace pass.
@@ -164,6 +165,20 @@ def make_plan(ctx: Any, names: Sequence[str], probe: bool = True) -> WorkPlan:
         k = K_OTHERS[ctx.mode]
         lines.append(WorkLine("answer_control", f"MI vs {k} other answers per trace (no model)",
                               k * int(ctx.size("n_traces")), 0))  # fmt: skip
+    if "importance" in names:
+        from tl_thinktok.reproduce.experiments.importance import size
+
+        n_tr = int(size(ctx, "n_traces"))
+        k = size(ctx, "ci_steps")
+        budget = ctx.budget("traces")
+        # every step (k None): up to `budget` steps, the one from step t continues budget - t - 1
+        # tokens (mean (budget + 1) / 2 with the replaced token); chosen steps: up to the budget
+        steps, per = (budget, (budget + 1) // 2) if k is None else (int(k), budget)
+        draws = int(size(ctx, "n_samples"))
+        lines.append(WorkLine("importance", f"counterfactual: {steps} steps x {draws} draws x "
+                              "traces", n_tr * steps * draws, per))  # fmt: skip
+        lines.append(WorkLine("importance", "entropy + lens depth: all blocks (forward)", n_tr,
+                              1))  # fmt: skip
     if "fig5" in names:
         k_max = int(ctx.size("k_max"))
         ks = sorted({min(int(k), k_max) for k in (ctx.size("k_values") or range(k_max + 1))})
