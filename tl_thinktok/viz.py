@@ -3,7 +3,9 @@
 Two views (optional extra ``pip install "tl-thinktok[viz]"``, which installs circuitsvis):
 
 * :func:`mi_tokens` — the generated tokens coloured by ``MI(h_t, h_y)``, peaks marked (a ``▲``
-  before the token, and a second colouring "peak" to switch to); hover a token for its values;
+  before the token, and a second colouring "peak" to switch to); circuitsvis's selector switches
+  to any other per-step measure given (``measures=``: entropy, lens depth, counterfactual
+  importance …, :mod:`tl_thinktok.importance`); hover a token for its values;
 * :func:`peak_lens_topk` — the peak tokens coloured by the log-probability the peak-token lens
   gives them; hover one for the lens's top-``k`` at that step.
 
@@ -26,7 +28,9 @@ from __future__ import annotations
 import functools
 import html
 import json
+import math
 import uuid
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -136,19 +140,28 @@ def mi_tokens(
     tokenizer: Any,
     *,
     mark_peaks: bool = True,
+    measures: Mapping[str, Sequence[float]] | None = None,
 ) -> OfflineHTML:
     """Generated tokens coloured by MI, peaks marked (circuitsvis ``ColoredTokensMulti``).
 
-    Two colourings to switch between: ``MI(h_t, h_y)`` and ``peak`` (1 at peaks, else 0); the
-    hover box of a token lists both and its residual norm.
+    Colourings to switch between: ``MI(h_t, h_y)``, ``peak`` (1 at peaks, else 0), ``|h_t|`` and
+    each of ``measures``; the hover box of a token lists them all.
 
     Args:
         trace: the trace.
         tokenizer: an HF tokenizer, or a model that has one.
         mark_peaks: put :data:`PEAK_MARK` before each peak token.
+        measures: more per-step colourings, name → ``[step]`` values (NaN shows uncoloured), e.g.
+            ``{"entropy": sm.entropy, "lens depth": sm.lens_depth}`` from
+            :func:`tl_thinktok.importance.step_measures`.
 
     Raises:
         ImportError: circuitsvis is not installed.
+        ValueError: a measure whose length is not the trace's number of steps.
+
+    Example:
+        >>> sm = step_measures(model, [trace])[0]                                 # doctest: +SKIP
+        >>> viz.mi_tokens(trace, model, measures={"entropy": sm.entropy})          # doctest: +SKIP
     """
     if not isinstance(trace, MITrace):
         raise TypeError(f"trace must be an MITrace, got {type(trace).__name__}")
@@ -162,12 +175,24 @@ def mi_tokens(
     mi = [float(v) if v == v else 0.0 for v in trace.mi]  # NaN (undefined) shows uncoloured
     norm = [float(v) if v == v else 0.0 for v in trace.resid_norm]
     values = [[m, float(t in peaks), r] for t, (m, r) in enumerate(zip(mi, norm, strict=True))]
+    labels = ["MI(h_t, h_y)", "peak", "|h_t|"]
+    for name, col in (measures or {}).items():
+        v = [float(x) for x in col]
+        if len(v) != trace.n_steps:
+            raise ValueError(
+                f"measure {name!r} has {len(v)} values, the trace {trace.n_steps} steps"
+            )
+        if name in labels:
+            raise ValueError(f"measure name {name!r} is taken")
+        labels.append(str(name))
+        for row, x in zip(values, v, strict=True):
+            row.append(x if math.isfinite(x) else 0.0)
     return render_offline(
         "ColoredTokensMulti",
         title=f"MI per token ({trace.id or 'trace'})",
         tokens=tokens,
         values=values,
-        labels=["MI(h_t, h_y)", "peak", "|h_t|"],
+        labels=labels,
     )
 
 
@@ -201,7 +226,6 @@ def peak_lens_topk(
         raise TypeError(f"readout must be a PeakReadout, got {type(readout).__name__}")
     if len(readout) == 0:
         return OfflineHTML("<p>This trace has no MI peaks: nothing for the lens to read.</p>")
-    import math
 
     labels = [f"[{s}]{_token_html(t)}" for s, t in zip(readout.steps, readout.tokens, strict=True)]
     logp = [[math.log(p) if p > 0 else -1e9 for p in row] for row in readout.topk_probs]

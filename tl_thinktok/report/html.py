@@ -5,7 +5,10 @@ script are all inside it), so it opens offline and can be mailed or attached to 
 
 * the question, the gold answer and solution, the generated text and its grade;
 * the generated tokens coloured by ``MI(h_t, h_y)``, peaks marked ``▲`` and outlined (hover a token
-  for its step and MI; click a peak row to jump to its token);
+  for its step and MI; click a peak row to jump to its token); a selector recolours them by any
+  other per-step measure: the residual norm, and the ones given (``write_report`` adds next-token
+  entropy and lens depth, :mod:`tl_thinktok.importance`; ``measures=`` any others, e.g. a
+  counterfactual importance);
 * the MI trajectory with its peaks labelled by their tokens;
 * a peaks table: step, token, MI, the peak-token lens's top-``k`` with probabilities, the rank the
   lens gives the generated token, and whether the gold answer is among the top-``k``;
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,10 @@ from tl_thinktok.report.readout import PeakReadout, peak_readout
 from tl_thinktok.report.text import token_strings
 from tl_thinktok.trace import MITrace
 
-__all__ = ["mi_plot_svg", "render_report", "write_report"]
+__all__ = ["MI_LABEL", "NORM_LABEL", "mi_plot_svg", "render_report", "write_report"]
+
+#: Selector names of the two colourings every report has.
+MI_LABEL, NORM_LABEL = "MI(h_t, h_y)", "residual norm |h_t|"
 
 _STAT_LABELS = {
     "n_peaks": "peaks",
@@ -81,11 +89,35 @@ svg { max-width: 100%; height: auto; }
 _JS = """
 (function () {
   var status = document.getElementById('status');
+  var data = JSON.parse(document.getElementById('measures').textContent);
+  var select = document.getElementById('colour-by');
+  var fmt = function (v) { return v === null ? 'undefined' : Number(v.toPrecision(4)); };
+  var extra = function (el) {
+    var name = select.value;
+    return name === data.names[0] ? '' :
+      '   ' + name + ' = ' + fmt(data.values[name][Number(el.dataset.step)]);
+  };
   document.querySelectorAll('.tok').forEach(function (el) {
     el.addEventListener('mouseenter', function () {
-      status.textContent = 'step ' + el.dataset.step + '   MI = ' + el.dataset.mi +
+      status.textContent = 'step ' + el.dataset.step + '   MI = ' + el.dataset.mi + extra(el) +
         (el.classList.contains('peak') ? '   (peak)' : '');
     });
+  });
+  select.addEventListener('change', function () {
+    var vals = data.values[select.value];
+    var ok = vals.filter(function (v) { return v !== null; });
+    var lo = ok.length ? Math.min.apply(null, ok) : 0;
+    var hi = ok.length ? Math.max.apply(null, ok) : 1;
+    document.querySelectorAll('.tok').forEach(function (el) {
+      var v = vals[Number(el.dataset.step)];
+      var f = (v === null || hi <= lo) ? 0 : Math.min(Math.max((v - lo) / (hi - lo), 0), 1);
+      var rgb = [31, 119, 180].map(function (c) { return Math.round(255 + f * (c - 255)); });
+      el.style.background = v === null ? 'rgb(220,220,220)' : 'rgb(' + rgb.join(',') + ')';
+      el.style.color = f > 0.6 ? '#fff' : '#111';
+    });
+    document.getElementById('legend-name').textContent = select.value;
+    document.getElementById('legend-lo').textContent = ok.length ? fmt(lo) : 'undefined';
+    document.getElementById('legend-hi').textContent = ok.length ? fmt(hi) : 'undefined';
   });
   document.querySelectorAll('tr.peakrow').forEach(function (row) {
     row.addEventListener('click', function () {
@@ -153,7 +185,31 @@ def mi_plot_svg(trace: MITrace, tokenizer: Any = None) -> str:
     return re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)  # RDF credits, not needed
 
 
-def _tokens_html(trace: MITrace, pieces: list[str]) -> str:
+def _measures_json(trace: MITrace, measures: Mapping[str, Sequence[float]] | None) -> str:
+    """The colourings of the token selector as JSON safe inside a ``<script>`` (NaN → null)."""
+    cols: dict[str, list[float | None]] = {
+        MI_LABEL: list(trace.mi),
+        NORM_LABEL: list(trace.resid_norm),
+    }
+    for name, values in (measures or {}).items():
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.size != trace.n_steps:
+            raise ValueError(
+                f"measure {name!r} has {v.size} values, the trace {trace.n_steps} steps"
+            )
+        if name in cols:
+            raise ValueError(f"measure name {name!r} is taken")
+        cols[str(name)] = list(v)
+    clean = {k: [None if not math.isfinite(x) else float(x) for x in v] for k, v in cols.items()}
+    text = json.dumps({"names": list(clean), "values": clean}, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _tokens_html(
+    trace: MITrace, pieces: list[str], measures: Mapping[str, Sequence[float]] | None = None
+) -> str:
+    data = _measures_json(trace, measures)
+    names = json.loads(data)["names"]
     mi = trace.mi
     finite = mi[np.isfinite(mi)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -170,11 +226,21 @@ def _tokens_html(trace: MITrace, pieces: list[str]) -> str:
             f'style="background:{colour};color:{fg}" title="step {t}, MI {_fmt(v)}">'
             f"{_esc(piece)}</span>"
         )
+    options = "".join(f'<option value="{_esc(n)}">{_esc(n)}</option>' for n in names)
     legend = (
-        f'<p class="meta">colour: MI from {_fmt(lo)} (white) <span class="legend"></span> '
-        f"to {_fmt(hi)} (blue); ▲ outlined = peak (Q3 + 1.5 IQR)</p>"
+        f'<p class="meta"><label>colour tokens by <select id="colour-by">{options}</select>'
+        f'</label>: <span id="legend-name">{_esc(MI_LABEL)}</span> from '
+        f'<span id="legend-lo">{_fmt(lo)}</span> (white) <span class="legend"></span> to '
+        f'<span id="legend-hi">{_fmt(hi)}</span> (blue), grey = undefined; ▲ outlined = peak '
+        "(Q3 + 1.5 IQR)</p>"
     )
-    return legend + '<div class="tokens">' + "".join(spans) + '</div><div id="status"></div>'
+    return (
+        legend
+        + '<div class="tokens">'
+        + "".join(spans)
+        + f'</div><div id="status"></div><script type="application/json" id="measures">{data}'
+        + "</script>"
+    )
 
 
 def _peaks_table(readout: PeakReadout, gold: str | None) -> str:
@@ -227,6 +293,7 @@ def render_report(
     dataset: str | None = None,
     solution: str | None = None,
     title: str | None = None,
+    measures: Mapping[str, Sequence[float]] | None = None,
 ) -> str:
     """The report of one trace as a complete HTML document (a string).
 
@@ -238,6 +305,11 @@ def render_report(
         dataset: dataset name shown in the header.
         solution: the gold solution text (``h_y``'s source) to show.
         title: page title.
+        measures: more per-step colourings for the token selector, name → ``[step]`` values
+            (NaN = undefined, grey); MI and the residual norm are always there.
+
+    Raises:
+        ValueError: a measure whose length is not the trace's number of steps.
     """
     if not isinstance(trace, MITrace):
         raise TypeError(f"trace must be an MITrace, got {type(trace).__name__}")
@@ -286,8 +358,8 @@ def render_report(
             f'<div class="box">{_esc(solution)}</div></details>'
         )
     parts += [
-        "<h2>Generated tokens, coloured by MI(h_t, h_y)</h2>",
-        _tokens_html(trace, pieces),
+        "<h2>Generated tokens, coloured by MI(h_t, h_y) or another measure</h2>",
+        _tokens_html(trace, pieces, measures),
         "<h2>MI trajectory</h2>",
         f'<div id="plot">{mi_plot_svg(trace, tokenizer)}</div>',
         "<h2>Peaks and the peak-token lens</h2>",
@@ -310,6 +382,8 @@ def write_report(
     dataset: str | None = None,
     solution: str | None = None,
     title: str | None = None,
+    measures: Mapping[str, Sequence[float]] | None = None,
+    step_measures: bool = True,
 ) -> Path:
     """Run the lens at the trace's peaks and write the report to ``path`` (atomic).
 
@@ -319,11 +393,22 @@ def write_report(
         path: output ``.html`` file (folders created).
         k: lens top-``k`` per peak.
         dataset, solution, title: shown in the report.
+        measures: more colourings for the token selector (name → ``[step]``).
+        step_measures: add next-token entropy and lens depth to the selector (one teacher-forced
+            pass, :func:`tl_thinktok.importance.step_measures`).
 
     Returns:
         ``path``.
     """
     k = check_int("k", k, low=1)
     readout = peak_readout(trace, model, k=k)
-    text = render_report(trace, readout, model, dataset=dataset, solution=solution, title=title)
+    extra: dict[str, Sequence[float]] = {}
+    if step_measures:
+        from tl_thinktok.importance import step_measures as _step_measures
+
+        sm = _step_measures(model, [trace])[0]
+        extra = {"next-token entropy": sm.entropy, "lens depth": sm.lens_depth}
+    extra.update(measures or {})
+    text = render_report(trace, readout, model, dataset=dataset, solution=solution, title=title,
+                         measures=extra)  # fmt: skip
     return atomic_write_text(path, text)
