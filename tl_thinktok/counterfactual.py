@@ -21,7 +21,6 @@ Identical draws share one continuation.
 Example:
     >>> from tl_thinktok.loading import load_model
     >>> from tl_thinktok.trace import MITrace
-    >>> from tl_thinktok import organism
     >>> model = load_model("organism")
     >>> tr = MITrace.from_model(model, "Q: 2 + 3 = ?", "2 + 3 = 5.", max_new_tokens=8)
     >>> ci = CounterfactualImportance(n_samples=2, seed=0)

@@ -56,6 +56,18 @@ def test_token_identity_is_cross_fitted():
     np.testing.assert_allclose(ti[2], [np.mean([1.0, 0.0, 0.5])])
 
 
+def test_rank_auroc_equals_the_pairwise_definition():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        s = rng.integers(0, 5, size=40).astype(float)  # many ties
+        y = rng.random(40) < 0.3
+        if y.all() or not y.any():
+            continue
+        pairs = [(a > b) + 0.5 * (a == b) for a in s[y] for b in s[~y]]
+        assert imp.auroc(s, y) == pytest.approx(np.mean(pairs), abs=1e-12)
+    assert math.isnan(imp.auroc(np.ones(3), np.zeros(3, bool)))
+
+
 def test_predict_top_auroc_and_undefined():
     rng = np.random.default_rng(1)
     rows = []

@@ -41,7 +41,7 @@ from tl_thinktok.generation import decode
 from tl_thinktok.importance import step_measures
 from tl_thinktok.loading import model_fingerprint
 from tl_thinktok.reproduce.context import ExpContext
-from tl_thinktok.reproduce.experiments.peaks_robustness import auroc, spearman
+from tl_thinktok.reproduce.experiments.peaks_robustness import spearman
 from tl_thinktok.reproduce.outputs import Summary, count_key, save_csv, save_fig, save_json
 from tl_thinktok.reproduce.rundirs import open_run, slug
 
@@ -141,6 +141,21 @@ def token_identity(traces: list[dict]) -> list[np.ndarray]:
         prior = float(np.mean(pool)) if pool else float("nan")
         out.append(np.array([np.mean(sums[t]) if t in sums else prior for t in tr["gen_ids"]]))
     return out
+
+
+def auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """AUROC of ``score`` for boolean labels (ties count 1/2) by the Mann–Whitney rank sum:
+    O(n log n), so bootstrapping thousands of pooled steps stays cheap; NaN without both a
+    positive and a negative."""
+    score = np.asarray(score, np.float64)
+    pos = np.asarray(positive, bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inv, counts = np.unique(score, return_inverse=True, return_counts=True)
+    avg = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based average rank of each distinct value
+    ranks = avg[inv]
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def _ci(values: list[float]) -> tuple[float, float]:
