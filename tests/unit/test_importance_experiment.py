@@ -144,3 +144,14 @@ def test_quick_run_writes_the_four_measures_and_the_table(tmp_path):
     before = runs[0].read_text()
     assert reproduce_main(args) == 0
     assert runs[0].read_text() == before
+
+
+def test_set_accepts_importance_keys():
+    from tl_thinktok.reproduce.cli import UsageError, _overrides
+
+    assert _overrides(["importance_n_samples=3", "n_traces=2"]) == {
+        "importance_n_samples": 3,
+        "n_traces": 2,
+    }
+    with pytest.raises(UsageError, match="importance_bogus"):
+        _overrides(["importance_bogus=1"])

@@ -139,7 +139,10 @@ def build_parser(prog: str = "tl-thinktok reproduce") -> argparse.ArgumentParser
 
 
 def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    known = SIZES[("organism", "full")]
+    from tl_thinktok.reproduce.experiments.importance import SIZES as IMPORTANCE_SIZES
+
+    known = [*SIZES[("organism", "full")],
+             *(f"importance_{k}" for k in IMPORTANCE_SIZES[("organism", "full")])]  # fmt: skip
     overrides: dict[str, Any] = {}
     for kv in pairs:
         if "=" not in kv:

@@ -401,6 +401,11 @@ def run(ctx: ExpContext) -> Summary:
         key = f"AUROC {p} (counterfactual top decile)"
         numbers[key] = pred[p]["auroc"]
         numbers[count_key(key)] = pred[p]["n_pos"] if not np.isnan(pred[p]["auroc"]) else 0
+    key = "share of steps labelled (counterfactual top decile, ties included)"
+    lab = pred["mi"]
+    defined_label = bool(lab["n"]) and not np.isnan(lab["auroc"])
+    numbers[key] = lab["n_pos"] / lab["n"] if defined_label else float("nan")
+    numbers[count_key(key)] = lab["n"] if defined_label else 0
     numbers["best predictor of counterfactual importance"] = best or "undefined"
     for p in PREDICTORS:  # defined even where the model is wrong whatever happens
         key = f"AUROC {p} (answer-change top decile)"
