@@ -51,6 +51,11 @@ _EXPORTS = {
     "BoundsCurve": "tl_thinktok.bounds",
     "fano_lower_bound": "tl_thinktok.bounds",
     "hellman_raviv_upper_bound": "tl_thinktok.bounds",
+    "step_measures": "tl_thinktok.importance",
+    "StepMeasures": "tl_thinktok.importance",
+    "LayerStatesProbe": "tl_thinktok.importance",
+    "CounterfactualImportance": "tl_thinktok.counterfactual",
+    "CounterfactualResult": "tl_thinktok.counterfactual",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
