@@ -60,7 +60,7 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
     ("organism", "full"): dict(n_traces=30, ci_steps=None, n_samples=4, batch_size=64,
                                n_boot=1000),
     ("organism", "quick"): dict(n_traces=3, ci_steps=16, n_samples=2, batch_size=32, n_boot=200),
-    ("smollm2", "full"): dict(n_traces=10, ci_steps=16, n_samples=2, batch_size=32, n_boot=1000),
+    ("smollm2", "full"): dict(n_traces=10, ci_steps=12, n_samples=2, batch_size=32, n_boot=1000),
     ("smollm2", "quick"): dict(n_traces=2, ci_steps=3, n_samples=2, batch_size=8, n_boot=100),
     ("hf", "full"): dict(n_traces=20, ci_steps=32, n_samples=2, batch_size=16, n_boot=1000),
     ("hf", "quick"): dict(n_traces=2, ci_steps=3, n_samples=2, batch_size=8, n_boot=100),
