@@ -56,10 +56,10 @@ def _hf_depth(hf, tokens, prompt_len):
         tops = []
         for layer in range(n_layers):
             if layer == n_layers - 1:
-                logits = out.logits[0]
+                logits = out.logits[0, prompt_len - 1 :]
             else:
-                logits = hf.lm_head(hf.model.norm(hs[layer + 1]))[0]
-            tops.append(logits[prompt_len - 1 :].double().argmax(-1).tolist())
+                logits = hf.lm_head(hf.model.norm(hs[layer + 1][0, prompt_len - 1 :]))
+            tops.append(logits.double().argmax(-1).tolist())
     depth = []
     for t in range(len(tops[0])):
         d = n_layers - 1
