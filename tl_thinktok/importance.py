@@ -125,7 +125,9 @@ def layer_states_batch(model: Any, traces: Any) -> list[Float[Tensor, "layer ste
     return [full[j, :, p - 1 : len(ids) - 1].clone() for j, (ids, p) in enumerate(pairs)]
 
 
-def entropy_from_states(model: Any, h_last: Float[Tensor, "step d_model"]) -> np.ndarray:
+def entropy_from_states(
+    model: Any, h_last: Float[Tensor, "step d_model"]
+) -> Float[np.ndarray, " step"]:
     """Next-token entropy (nats, float64) of last-block states ``h_last`` (final norm + unembed).
 
     Example:
@@ -150,7 +152,9 @@ def _top1(model: Any, h: Tensor) -> Tensor:
                           for i in range(0, h.shape[0], _CHUNK)])  # fmt: skip
 
 
-def lens_depth_from_states(model: Any, states: Float[Tensor, "layer step d_model"]) -> np.ndarray:
+def lens_depth_from_states(
+    model: Any, states: Float[Tensor, "layer step d_model"]
+) -> Float[np.ndarray, " step"]:
     """Lens depth per step (float64) from every block's states (``[n_layers, step, d]``).
 
     ``d_t`` is the first block from which the logit lens's top-1 equals the last block's at every
@@ -254,7 +258,7 @@ def step_measures(model: Any, traces: Any) -> list[StepMeasures]:
     return out
 
 
-def token_entropy(model: Any, traces: Any) -> list[np.ndarray]:
+def token_entropy(model: Any, traces: Any) -> list[Float[np.ndarray, " step"]]:
     """Next-token entropy per step of finished traces (teacher-forced, batched; nats, float64).
 
     Example:
@@ -263,7 +267,7 @@ def token_entropy(model: Any, traces: Any) -> list[np.ndarray]:
     return [m.entropy for m in step_measures(model, traces)]
 
 
-def lens_depth(model: Any, traces: Any) -> list[np.ndarray]:
+def lens_depth(model: Any, traces: Any) -> list[Float[np.ndarray, " step"]]:
     """Lens depth per step of finished traces (teacher-forced, batched).
 
     Example:

@@ -297,9 +297,9 @@ def _plot(ctx: ExpContext, ts: Any, rows: list[dict], agree: list[dict], pred: d
     a1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     names = MEASURES + CONTROLS[:2]
     mat = np.full((len(names), len(names)), np.nan)
-    for r in agree:
-        i, j = names.index(r["a"]), names.index(r["b"])
-        mat[i, j] = mat[j, i] = r["spearman"]
+    for r in agree:  # rows come as (a, b) with a before b: Spearman above, overlap below
+        i, j = sorted((names.index(r["a"]), names.index(r["b"])))
+        mat[i, j], mat[j, i] = r["spearman"], r["top_overlap"]
     np.fill_diagonal(mat, 1.0)
     im = a2.imshow(np.nan_to_num(mat), vmin=-1, vmax=1, cmap="RdBu_r")
     a2.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
@@ -308,7 +308,7 @@ def _plot(ctx: ExpContext, ts: Any, rows: list[dict], agree: list[dict], pred: d
         for j in range(len(names)):
             a2.text(j, i, "–" if np.isnan(mat[i, j]) else f"{mat[i, j]:.2f}", ha="center",
                     va="center", fontsize=6)  # fmt: skip
-    a2.set_title("mean per-trace Spearman", fontsize=9)
+    a2.set_title("per-trace means: Spearman (upper), top-10% overlap (lower)", fontsize=9)
     fig.colorbar(im, ax=a2, fraction=0.046)
     ys = [pred[p]["auroc"] for p in PREDICTORS]
     err = [[max(0.0, y - pred[p]["lo"]) if not np.isnan(pred[p]["lo"]) else 0 for y, p in
