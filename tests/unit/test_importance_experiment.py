@@ -41,6 +41,12 @@ def test_top_overlap_counts_the_shared_top_tenth():
     c[18] = -1.0  # top 2 of c: 19, 17
     assert imp.top_overlap(a, c) == 0.5
     assert math.isnan(imp.top_overlap(a[:1], a[:1]))
+    tied = np.r_[np.ones(10), np.zeros(10)]  # ten steps tie for the top 2
+    assert imp.top_overlap(tied, tied) == 1.0
+    picks = [imp.top_overlap(tied, a[::-1].copy(), seed=s) for s in range(40)]
+    assert (
+        0.0 < np.mean(picks) < 1.0
+    )  # ties broken at random, not by position (steps 0, 1 top a[::-1])
 
 
 def test_token_identity_is_cross_fitted():

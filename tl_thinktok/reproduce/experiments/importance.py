@@ -105,16 +105,21 @@ def ci_steps(n_steps: int, k: int | None, rng: np.random.Generator) -> list[int]
     return sorted(int(s) for s in rng.choice(n_steps, int(k), replace=False))
 
 
-def top_overlap(a: np.ndarray, b: np.ndarray, frac: float = TOP_FRACTION) -> float:
-    """|top-k(a) ∩ top-k(b)| / k over the steps where both are defined, k = ⌈frac·n⌉ (ties: the
-    earlier step first); NaN with fewer than 2 such steps."""
+def top_overlap(a: np.ndarray, b: np.ndarray, frac: float = TOP_FRACTION, seed: int = 0) -> float:
+    """|top-k(a) ∩ top-k(b)| / k over the steps where both are defined, k = ⌈frac·n⌉; NaN with
+    fewer than 2 such steps.
+
+    Ties (counterfactual importance takes few values) are broken by one seeded random order of the
+    steps shared by both sides, never by position, so ``top_overlap(a, a) == 1``.
+    """
     ok = ~(np.isnan(a) | np.isnan(b))
     n = int(ok.sum())
     if n < 2:
         return float("nan")
     k = max(1, math.ceil(frac * n))
-    ta = set(np.argsort(-a[ok], kind="stable")[:k].tolist())
-    tb = set(np.argsort(-b[ok], kind="stable")[:k].tolist())
+    tie = np.random.default_rng(seed).random(n)
+    ta = set(np.lexsort((tie, -a[ok]))[:k].tolist())
+    tb = set(np.lexsort((tie, -b[ok]))[:k].tolist())
     return len(ta & tb) / k
 
 
