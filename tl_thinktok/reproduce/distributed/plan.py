@@ -143,9 +143,9 @@ def make_plan(ctx: Any, names: Sequence[str], probe: bool = True) -> WorkPlan:
             what = f"traces of {ctx.base_model}"
             lines.append(WorkLine(used, what, n_base, ctx.budget("traces")))
     if "table3" in names:
-        from tl_thinktok.reproduce.experiments.table3 import N_EXTRA, datasets_of
+        from tl_thinktok.reproduce.experiments.table3 import datasets_of
 
-        n_extra = min(int(ctx.size("n_traces")), N_EXTRA[ctx.mode])
+        n_extra = min(int(ctx.size("n_traces")), int(ctx.size("n_extra")))
         for ds in datasets_of(ctx):
             if ds != ctx.dataset:
                 lines.append(WorkLine("table3", f"traces of {ctx.model} on {ds}", n_extra,

@@ -39,7 +39,6 @@ NAME = "table3"
 #: Bundled datasets per model kind (besides ``--dataset``).
 BUNDLED = {"organism": ["organism", "gsm8k"], "hf": ["gsm8k", "math500", "aime24"]}
 #: Traces per extra dataset (full / quick); the trace dataset keeps ``n_traces``.
-N_EXTRA = {"full": 30, "quick": 3}
 
 
 def datasets_of(ctx: ExpContext) -> list[str]:
@@ -78,7 +77,7 @@ def run(ctx: ExpContext) -> Summary:
             ts = ctx.traces("model")
         else:
             try:
-                ts = trace_pass(ctx, ctx.model, ds, min(n_traces, N_EXTRA[ctx.mode]))
+                ts = trace_pass(ctx, ctx.model, ds, min(n_traces, ctx.size("n_extra")))
             except ValueError as e:  # a bundled extra the model cannot take (context too short)
                 if "context" not in str(e):
                     raise
@@ -135,7 +134,7 @@ def run(ctx: ExpContext) -> Summary:
         paper="Table 3 (v2) reports AOM on GPQA and MedQA (not bundled; pass them as JSONL with "
         "--dataset path.jsonl --question-field ... --answer-field ...).",
         notes="Means over traces; AOM, intervals over the traces where defined (n), NaN if none. "
-        f"Extra datasets use {N_EXTRA[ctx.mode]} traces (or n_traces if fewer)"
+        f"Extra datasets use {ctx.size('n_extra')} traces (or n_traces if fewer)"
         + ("; GSM8K is out of distribution for the organism." if ctx.is_organism else "."),
         files=files,
     )
