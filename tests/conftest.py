@@ -106,3 +106,29 @@ def smollm2_dir(tmp_path_factory):
         yield dequantised_dir(gguf_file("smollm2-135m"))
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf64(smollm2_dir):
+    """HF's own SmolLM2-135M-Instruct in float64 (eager attention): the outside reference."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        str(smollm2_dir), dtype=torch.float64, attn_implementation="eager"
+    ).eval()
+
+
+@pytest.fixture(scope="session")
+def smollm2_f64(smollm2_dir):
+    """Factory ``smollm2_f64(host)``: SmolLM2-135M in float64 on a host, loaded once per session
+    (a float64 HookedTransformer load takes ~20 s on 2 cores; the test modules share it)."""
+    from tl_thinktok.loading import load_model
+
+    cache: dict = {}
+
+    def get(host: str):
+        if host not in cache:
+            cache[host] = load_model("smollm2-135m", host=host, dtype=torch.float64)
+        return cache[host]
+
+    return get

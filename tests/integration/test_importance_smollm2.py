@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import transformers
 from test_importance import _hf_depth, _hf_entropy
 
 from tl_thinktok import hosts
@@ -15,22 +13,19 @@ from tl_thinktok.counterfactual import CounterfactualImportance
 from tl_thinktok.datasets import grade, load_dataset, prompt_for
 from tl_thinktok.generation import decode, encode, greedy
 from tl_thinktok.importance import step_measures
-from tl_thinktok.loading import load_model
 from tl_thinktok.reproduce.experiments.importance import final_answer
 
 N_NEW = 6
 
 
 @pytest.fixture(scope="module")
-def hf(smollm2_dir):
-    return transformers.AutoModelForCausalLM.from_pretrained(
-        str(smollm2_dir), dtype=torch.float64, attn_implementation="eager"
-    ).eval()
+def hf(smollm2_hf64):
+    return smollm2_hf64
 
 
 @pytest.fixture(scope="module", params=list(hosts.supported_hosts()))
-def smol(request, smollm2_dir):
-    return load_model("smollm2-135m", host=request.param, dtype=torch.float64)
+def smol(request, smollm2_f64):
+    return smollm2_f64(request.param)
 
 
 @pytest.fixture(scope="module")

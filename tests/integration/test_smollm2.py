@@ -28,14 +28,13 @@ from tl_thinktok.datasets import SMOLLM2_PROMPT, load_dataset, prompt_for
 from tl_thinktok.interventions.recycle import RepresentationRecycling
 from tl_thinktok.interventions.suppress import SuppressTokens
 from tl_thinktok.lens import PeakTokenLens
-from tl_thinktok.loading import load_model
 from tl_thinktok.mi import hsic_nocco
 from tl_thinktok.trace import MITrace
 
 HOSTS = list(hosts.supported_hosts())
 LAYER = 14  # a middle block of 30: probe and lens
 RR_LAYER = 20  # recycling here changes this prompt's greedy text (at block 8 it does not)
-N_NEW = 12
+N_NEW = 8
 
 
 @contextlib.contextmanager
@@ -50,10 +49,8 @@ def _threads(n: int):
 
 
 @pytest.fixture(scope="module")
-def smol(smollm2_dir):
-    hf = transformers.AutoModelForCausalLM.from_pretrained(
-        str(smollm2_dir), dtype=torch.float64, attn_implementation="eager"
-    ).eval()
+def smol(smollm2_dir, smollm2_hf64):
+    hf = smollm2_hf64
     tok = transformers.AutoTokenizer.from_pretrained(str(smollm2_dir))
     item = load_dataset("gsm8k", n=1, seed=0)[0]
     ids = tok(prompt_for("smollm2", item.question), add_special_tokens=False).input_ids
@@ -68,10 +65,9 @@ def smol(smollm2_dir):
 
 
 @pytest.fixture(scope="module", params=HOSTS)
-def model(request, smol):
+def model(request, smol, smollm2_f64):
     with _threads(2):
-        m = load_model("smollm2-135m", host=request.param, dtype=torch.float64)
-    return m
+        return smollm2_f64(request.param)
 
 
 def _atol(model, h: torch.Tensor) -> float:

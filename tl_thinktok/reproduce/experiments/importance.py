@@ -36,7 +36,7 @@ import numpy as np
 
 from tl_thinktok import organism
 from tl_thinktok.counterfactual import CounterfactualImportance, CounterfactualResult
-from tl_thinktok.datasets import grade, last_boxed, model_family
+from tl_thinktok.datasets import grade, last_boxed
 from tl_thinktok.generation import decode
 from tl_thinktok.importance import step_measures
 from tl_thinktok.loading import model_fingerprint
@@ -67,17 +67,11 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
 }  # fmt: skip
 
 
-def kind_of(model: str) -> str:
-    """Size-table kind of a model: ``"organism"``, ``"smollm2"`` or ``"hf"``."""
-    fam = model_family(model)
-    return fam if fam in ("organism", "smollm2") else "hf"
-
-
 def size(ctx: ExpContext, key: str) -> Any:
     """One of this experiment's sizes (``--set importance_<key>=…`` wins; ``n_traces`` is capped
     by the trace pass's)."""
     over = ctx.overrides.get(f"importance_{key}")
-    value = over if over is not None else SIZES[(kind_of(ctx.model), ctx.mode)][key]
+    value = over if over is not None else SIZES[(ctx.kind, ctx.mode)][key]
     if key == "n_traces":
         value = min(int(value), int(ctx.size("n_traces")))
     return value
@@ -365,7 +359,7 @@ def run(ctx: ExpContext) -> Summary:
             per_step.append({"id": r["id"], "step": t, "token_id": r["gen_ids"][t],
                              **{k: float(r[k][t]) for k in MEASURES + CONTROLS},
                              "answer_change": float(r["answer_change"][t])})  # fmt: skip
-    sizes = {k: size(ctx, k) for k in SIZES[(kind_of(ctx.model), ctx.mode)]}
+    sizes = {k: size(ctx, k) for k in SIZES[(ctx.kind, ctx.mode)]}
     fig = _plot(ctx, ts, rows, agree, pred)
     n_cf = int(sum((~np.isnan(r["counterfactual"])).sum() for r in rows))
     files = [
