@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -139,6 +140,26 @@ def _devtools_port(profile: Path, proc: subprocess.Popen, timeout: float = 30.0)
     raise TimeoutError("chromium did not open its DevTools port")
 
 
+def _stop_session(proc: subprocess.Popen) -> None:
+    """Terminate Chromium and every helper process of its session; wait until they are gone."""
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        end = time.monotonic() + wait_s  # helpers outlive the browser by a moment
+        while time.monotonic() < end:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+
 def open_page(
     path: str | Path,
     *,
@@ -156,7 +177,10 @@ def open_page(
     """
     binary = require_chromium()
     url = Path(path).resolve().as_uri()
-    with tempfile.TemporaryDirectory(prefix="tlt-chromium-") as tmp:
+    # Chromium's helper processes (zygote, crashpad, GPU) can still write into the profile after
+    # the browser exits: they run in their own session, which is killed as a whole below, and the
+    # profile's removal tolerates a late write (CI once failed on "Directory not empty").
+    with tempfile.TemporaryDirectory(prefix="tlt-chromium-", ignore_cleanup_errors=True) as tmp:
         profile = Path(tmp)
         proc = subprocess.Popen(
             [
@@ -168,6 +192,7 @@ def open_page(
             ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             port = _devtools_port(profile, proc)
@@ -226,12 +251,7 @@ def open_page(
             finally:
                 cdp.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop_session(proc)
 
 
 # true when an element whose own text contains the needle is laid out with a non-empty box
