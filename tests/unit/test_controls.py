@@ -221,3 +221,38 @@ def test_found_list_keeps_the_files_words_or_the_references_first_10(tmp_path):
     ThinkingTokens.from_words(tok, words).save_jsonl(tmp_path / FOUND_FILE)
     assert found_list(tmp_path, tok, None).words == words
     assert found_list(tmp_path, tok, 10).words == words[:10]
+
+
+def test_float32_error_measures_relative_error_and_peak_agreement():
+    """float32_error recomputes the float32 MI from the residuals and compares it with the trace's
+    stored MI: stored = float32 → no error, equal peaks; stored = 1.1 × float32 → relative error
+    |f − 1.1 f| / (1.1 f) = 1/11 at every step (peaks unchanged by scale); one stored step raised
+    to a clear peak → the peak sets differ."""
+    import torch
+
+    from tl_thinktok.peaks import find_peaks
+    from tl_thinktok.reproduce.experiments import peaks_robustness as pr
+    from tl_thinktok.testing.reference import reference_nocco_float32
+
+    rng = np.random.default_rng(3)
+    resid = torch.tensor(rng.normal(size=(12, 16)) * 5, dtype=torch.float32)
+    answer = torch.tensor(rng.normal(size=16) * 5, dtype=torch.float32)
+    f32 = np.array([reference_nocco_float32(resid[s], answer) for s in range(12)])
+    ts = SimpleNamespace(residuals=lambda tr: {"resid": resid, "answer": answer})
+
+    def trace(mi):
+        pk = find_peaks(torch.as_tensor(mi, dtype=torch.float64))
+        return SimpleNamespace(id="t", n_steps=12, mi=mi, peaks=pk)
+
+    exact = pr.float32_error(ts, [trace(f32)])
+    assert exact["summary"]["float32 rel. error per step: max"] == 0.0
+    assert exact["per_trace"][0]["same_peaks"] and exact["per_trace"][0]["rel_rms"] == 0.0
+    scaled = pr.float32_error(ts, [trace(f32 * 1.1)])["summary"]
+    assert scaled["float32 rel. error per step: median"] == pytest.approx(1 / 11, rel=1e-9)
+    assert scaled["float32 rel. error per step [n]"] == 12
+    assert scaled["traces whose float32 peaks equal float64's"] == "1 / 1"
+    spiked = f32.copy()
+    spiked[4] = f32.max() + 50 * (f32.max() - f32.min() + 1.0)
+    assert 4 not in find_peaks(torch.as_tensor(f32, dtype=torch.float64))
+    out = pr.float32_error(ts, [trace(spiked)])["summary"]
+    assert out["traces whose float32 peaks equal float64's"] == "0 / 1"

@@ -15,6 +15,12 @@ norm and the scale-controlled estimator are scored against the paper's peaks of 
 top-|peaks| steps with the peaks (chance: a random set of as many steps). A baseline as good as the
 MI itself would mean the peaks are a property of the token (or position), not of the MI.
 
+The reference scripts' own arithmetic (docs/results.md, finding 11): on the first
+``N_FLOAT32_TRACES`` traces the paper's estimator is also computed as the scripts compute it, in
+torch float32 (:func:`tl_thinktok.testing.reference.reference_nocco_float32`), against this
+project's float64 value: relative error per step (median, 90th percentile, max over the steps),
+relative RMS per trace, and in how many traces the float32 peak steps equal the float64 ones.
+
 Every mean is over the traces where the statistic is defined (AUROC needs a peak and a non-peak;
 Spearman a non-constant trajectory), with that count beside it; none: NaN (``null``), never 0.
 
@@ -40,7 +46,8 @@ from tl_thinktok.reproduce.outputs import (
     save_json,
 )
 from tl_thinktok.reproduce.traces import TraceSet
-from tl_thinktok.trace import MITrace
+from tl_thinktok.testing.reference import reference_nocco_float32
+from tl_thinktok.trace import SIGMA, MITrace
 
 NAME = "peaks_robustness"
 SCORES = ("paper_nocco", "scale_controlled", "resid_norm")
@@ -48,6 +55,8 @@ SCORES = ("paper_nocco", "scale_controlled", "resid_norm")
 PREDICTORS = ("token_identity", "position", "resid_norm", "scale_controlled")
 N_POS_BINS = 10
 N_CHANCE_DRAWS = 200
+#: Traces on which the reference scripts' float32 arithmetic is compared with float64.
+N_FLOAT32_TRACES = 8
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -179,6 +188,46 @@ def scores_of(ts: TraceSet, tr: MITrace) -> dict[str, np.ndarray]:
     }
 
 
+def float32_error(
+    ts: TraceSet, traces: list[MITrace], sigma: float = SIGMA, eps: float = 1e-5
+) -> dict:
+    """The reference scripts' float32 MI against the float64 one on ``traces``' saved residuals.
+
+    Returns ``{"per_trace": [...], "summary": {...}}``: per trace the float32 values, the relative
+    RMS error over its steps and whether its float32 peaks equal the float64 peaks; in the summary
+    the median / 90th percentile / max of the per-step relative error ``|f32 − f64| / |f64|``
+    (steps with ``f64 == 0`` excluded: undefined), with their counts.
+    """
+    rows, rel = [], []
+    for tr in traces:
+        t = ts.residuals(tr)
+        x, y = t["resid"], t["answer"]
+        f32 = np.array([reference_nocco_float32(x[s], y, sigma, eps) for s in range(tr.n_steps)])
+        f64 = np.asarray(tr.mi, np.float64)
+        ok = f64 != 0
+        rel.extend(np.abs(f32[ok] - f64[ok]) / np.abs(f64[ok]))
+        rms = np.sqrt(np.mean((f32 - f64) ** 2) / np.mean(f64**2)) if f64.any() else float("nan")
+        same = find_peaks(torch.as_tensor(f32, dtype=torch.float64)) == list(tr.peaks)
+        rows.append({"id": tr.id, "rel_rms": float(rms), "same_peaks": bool(same),
+                     "float32_mi": f32.tolist()})  # fmt: skip
+    r = np.asarray(rel, np.float64)
+    q = (lambda p: float(np.quantile(r, p))) if r.size else (lambda p: float("nan"))
+    rms_mean, rms_n = nanmean_n([row["rel_rms"] for row in rows])
+    return {
+        "per_trace": rows,
+        "summary": {
+            "float32 rel. error per step: median": q(0.5),
+            "float32 rel. error per step: 90th percentile": q(0.9),
+            "float32 rel. error per step: max": float(r.max()) if r.size else float("nan"),
+            "float32 rel. error per step [n]": int(r.size),
+            "float32 rel. RMS error per trace": rms_mean,
+            "float32 rel. RMS error per trace [n]": rms_n,
+            "traces whose float32 peaks equal float64's": f"{sum(x['same_peaks'] for x in rows)}"
+            f" / {len(rows)}",
+        },
+    }
+
+
 def run(ctx: ExpContext) -> Summary:
     import matplotlib.pyplot as plt
 
@@ -213,6 +262,7 @@ def run(ctx: ExpContext) -> Summary:
         if example is None or tr.n_steps > example[0].n_steps:
             example = (tr, sc, pk)
     means = aggregate_rows(per_trace)
+    f32 = float32_error(ts, ts.traces[:N_FLOAT32_TRACES])
     rates = peak_token_rates(ts.traces, ctx.load(ts.model).tokenizer)
     fig, (a1, a2, a3) = plt.subplots(
         1, 3, figsize=(16, 3.4), gridspec_kw={"width_ratios": [2, 1, 1]}
@@ -260,6 +310,7 @@ def run(ctx: ExpContext) -> Summary:
                 "per_trace": per_trace,
                 "peak_rate_by_token": rates,
                 "n_position_bins": N_POS_BINS,
+                "float32_reference": f32,
             },
         ),  # fmt: skip
         save_csv(ctx.out, NAME, per_trace),
@@ -269,6 +320,7 @@ def run(ctx: ExpContext) -> Summary:
         if not k.endswith("_n"):
             numbers[k] = v
             numbers[count_key(k)] = means[f"{k}_n"]
+    numbers.update(f32["summary"])
     numbers["tokens most often at a peak (rate, count)"] = ", ".join(
         f"{r['token'].strip() or repr(r['token'])} ({r['peak_rate']:.2f}, {r['count']})"
         for r in rates[:8]
@@ -285,6 +337,8 @@ def run(ctx: ExpContext) -> Summary:
         "largely norm peaks; agreement with scale_controlled means they survive scale control. "
         "auroc_/top_jaccard_: how well each predictor finds the paper's peaks (token_identity and "
         "position cross-fitted, leave one trace out); chance = 0.5 / top_jaccard_chance. Means "
-        "over the traces where defined ([n]); NaN (null) when none.",
+        "over the traces where defined ([n]); NaN (null) when none. float32: the reference "
+        f"scripts' arithmetic (torch float32) against float64 on the first {N_FLOAT32_TRACES} "
+        "traces (docs/results.md, finding 11).",
         files=files,
     )
