@@ -35,7 +35,7 @@ from tl_thinktok.hosts import fast_decoder
 from tl_thinktok.hosts.base import HostAdapter
 from tl_thinktok.hosts.fast_decoder import BlockWeights, DecoderWeights
 
-__all__ = ["BridgeAdapter"]
+__all__ = ["LENGTH_DEPENDENT_ROPE", "BridgeAdapter", "rope_type"]
 
 
 def _cache_kwarg_pre_hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple:
@@ -444,7 +444,34 @@ def _hf_decoder_unsupported(om: torch.nn.Module) -> str | None:
         return f"sliding-window layers ({sorted(kinds)})"
     if getattr(cfg, "mlp_bias", False):
         return "mlp_bias=True"
+    rope = rope_type(cfg)
+    if rope not in _STATIC_ROPE:
+        return (f"rope_type={rope!r}: HF recomputes its rotary tables from the sequence length "
+                f"(the decoder supports the fixed tables of {_STATIC_ROPE})")  # fmt: skip
     return fast_decoder.device_problem(om)
+
+
+#: RoPE kinds whose tables HF recomputes from the current sequence length (batched generation
+#: cannot reproduce each prompt generated alone: refused at load, tl_thinktok.loading).
+LENGTH_DEPENDENT_ROPE = ("dynamic", "longrope", "su")
+#: RoPE kinds whose tables do not depend on the sequence length (HF computes them once), so the
+#: decoder's one table for every position equals what HF uses at each step.
+_STATIC_ROPE = ("default", "linear", "llama3")
+
+
+def rope_type(cfg: Any) -> str:
+    """The HF config's RoPE kind (``rope_parameters`` in transformers 5, ``rope_scaling`` before).
+
+    Example:
+        >>> from transformers import LlamaConfig
+        >>> rope_type(LlamaConfig(rope_parameters={"rope_type": "linear", "factor": 2.0}))
+        'linear'
+    """
+    for name in ("rope_parameters", "rope_scaling"):
+        params = getattr(cfg, name, None)
+        if isinstance(params, dict) and (params.get("rope_type") or params.get("type")):
+            return str(params.get("rope_type") or params.get("type")).lower()
+    return "default"
 
 
 def _bias(linear: Any) -> Tensor | None:

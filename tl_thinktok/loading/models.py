@@ -41,6 +41,7 @@ from tl_thinktok.hosts import (
     check_host_available,
     default_host,
     fix_bridge_kv_cache,
+    model_device,
 )
 from tl_thinktok.loading.gguf import GGUF_MODELS, dequantised_dir, gguf_file
 
@@ -55,6 +56,9 @@ __all__ = [
     "model_fingerprint",
     "resolve_dtype",
     "hf_config_to_tl_config",
+    "hooked_dropped_feature",
+    "verify_against_hf",
+    "verify_probe_length",
     "tokenizer_adds_bos",
     "keep_tokenizer_class",
     "load_model",
@@ -102,6 +106,9 @@ class LoadInfo(JsonIO):
         host: ``"hooked"`` (HookedTransformer) or ``"bridge"`` (TransformerBridge).
         dtype: parameter dtype name, e.g. ``"float32"``.
         processing: weight processing applied (all False: raw HF numerics).
+        verified: the load-time fidelity check (:func:`verify_against_hf`): probe length,
+            max |host logits − HF logits|, its tolerance; None when not run (``verify=False``,
+            official TransformerLens names, models split over devices).
 
     Example:
         >>> info = LoadInfo("stories260k", None, "LlamaForCausalLM", "hooked", "float32")
@@ -115,6 +122,7 @@ class LoadInfo(JsonIO):
     host: str
     dtype: str
     processing: dict[str, bool] = field(default_factory=lambda: dict(NO_PROCESSING))
+    verified: dict[str, Any] | None = None
     # to_dict / from_dict / save(path) -> Path / load(path): JsonIO
 
 
@@ -238,6 +246,33 @@ def _check_rope_scaling(hf_config: Any) -> dict[str, Any]:
     raise ValueError(f"unsupported RoPE scaling {kind!r} (supported: default, llama3)")
 
 
+def hooked_dropped_feature(hf_config: Any, arch: str | None = None) -> str | None:
+    """A checkpoint feature that TransformerLens' HookedTransformer conversion drops (``None``:
+    none): a sliding window some layer uses (Qwen2/Qwen3 ``use_sliding_window``), or Qwen3
+    attention biases (TL's Qwen3 conversion has no q/k/v/o biases).
+
+    Example:
+        >>> from transformers import Qwen3Config
+        >>> c = Qwen3Config(attention_bias=True, architectures=["Qwen3ForCausalLM"])
+        >>> hooked_dropped_feature(c)
+        'attention_bias=True'
+    """
+    arch = arch or _architecture(hf_config)
+    if arch in ("Qwen2ForCausalLM", "Qwen3ForCausalLM"):
+        window = getattr(hf_config, "sliding_window", None)
+        kinds = getattr(hf_config, "layer_types", None)  # transformers ≥ 4.53: per layer
+        slides = (
+            "sliding_attention" in kinds
+            if kinds
+            else getattr(hf_config, "use_sliding_window", False) and window is not None
+        )
+        if slides:
+            return f"use_sliding_window=True (sliding_window={window})"
+    if arch == "Qwen3ForCausalLM" and getattr(hf_config, "attention_bias", False):
+        return "attention_bias=True"
+    return None
+
+
 def hf_config_to_tl_config(
     hf_config: Any,
     *,
@@ -281,6 +316,12 @@ def hf_config_to_tl_config(
         getattr(hf_config, "attention_bias", False) or getattr(hf_config, "mlp_bias", False)
     ):
         raise ValueError("LlamaForCausalLM with attention_bias/mlp_bias is not supported")
+    dropped = hooked_dropped_feature(hf_config, arch)
+    if dropped is not None:
+        raise ValueError(
+            f"{arch} with {dropped}: TransformerLens' HookedTransformer would ignore it and run "
+            "silently unlike the checkpoint; load it with host='bridge' (HF's own modules)"
+        )
     if arch != "Qwen3ForCausalLM" and head_dim * n_heads != hf_config.hidden_size:
         raise ValueError(
             f"{arch} with head_dim*n_heads != hidden_size ({head_dim}*{n_heads} != "
@@ -410,8 +451,17 @@ def _build_bridge(hf_model: Any, tokenizer: Any, name: str, dtype: torch.dtype, 
     """
     from transformer_lens.model_bridge import TransformerBridge
 
+    from tl_thinktok.hosts.bridge import LENGTH_DEPENDENT_ROPE, rope_type
+
     prepend = tokenizer_adds_bos(tokenizer)
-    _architecture(hf_model.config)
+    arch = _architecture(hf_model.config)
+    rope = rope_type(hf_model.config)
+    if rope in LENGTH_DEPENDENT_ROPE:
+        raise ValueError(
+            f"{arch} with rope_type={rope!r}: HF recomputes its rotary tables from the sequence "
+            "length, so a batched (left-padded) generation differs from each prompt generated "
+            "alone; not supported (no host reproduces it exactly)"
+        )
     bridge = TransformerBridge.boot_transformers(
         name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
     )
@@ -649,6 +699,7 @@ def load_model(
     device_map: str | dict[str, Any] | None = None,
     n_devices: int | None = None,
     max_memory: dict[Any, Any] | None = None,
+    verify: bool = True,
 ) -> Any:
     """Load a model into TransformerLens with a working tokenizer and raw (unprocessed) weights.
 
@@ -676,6 +727,9 @@ def load_model(
             ``n_devices``).
         max_memory: bridge: per-device budget for HF's dispatcher (alone it means
             ``device_map="auto"``).
+        verify: compare the host's logits with the HF model's on a short seeded probe past any
+            sliding window or RoPE threshold of the config (:func:`verify_against_hf`) and refuse
+            on a mismatch; the result goes to ``thinktok_info.verified``. False skips it.
 
     Returns:
         The model, with ``model.tokenizer`` and ``model.thinktok_info`` (a :class:`LoadInfo`).
@@ -683,7 +737,8 @@ def load_model(
         (llama2.c: yes; Qwen: no).
 
     Raises:
-        ValueError: bad host / dtype / placement, unsupported architecture, unknown name.
+        ValueError: bad host / dtype / placement, unsupported architecture or feature (named),
+            unknown name, or host logits unlike HF's (the max difference is in the message).
         HostUnavailableError: ``host="hooked"`` with TransformerLens 4.x (use ``host="bridge"``
             or install ``transformer-lens<4``).
         FileNotFoundError: missing checkpoint, weight or tokenizer files (named in the message).
@@ -713,7 +768,7 @@ def load_model(
 
     if path is not None:
         hf_model, tok = _load_local(path, tokenizer, torch_dtype, hf_kwargs)
-        return _finish(hf_model, tok, name, str(path), host, torch_dtype, device, n_split)
+        return _finish(hf_model, tok, name, str(path), host, torch_dtype, device, n_split, verify)
 
     official = _official_tl_name(name)
     if official is not None:
@@ -721,7 +776,7 @@ def load_model(
             name, official, host, torch_dtype, device, tokenizer, hf_kwargs, n_split
         )
     if "/" in name:
-        return _load_hub(name, host, torch_dtype, device, tokenizer, hf_kwargs, n_split)
+        return _load_hub(name, host, torch_dtype, device, tokenizer, hf_kwargs, n_split, verify)
     raise ValueError(
         f"unknown model {name!r}: not a bundled name ({', '.join(BUNDLED_NAMES)}), not an existing "
         "path, not an official TransformerLens name, and not a hub id of the form 'owner/name'"
@@ -737,6 +792,7 @@ def _finish(
     dtype: torch.dtype,
     device: Any,
     n_devices: int = 1,
+    verify: bool = True,
 ) -> Any:
     arch = _architecture(hf_model.config)
     if host == "hooked":
@@ -745,8 +801,74 @@ def _finish(
         if device is not None:  # None: dispatched by from_pretrained(device_map=...)
             hf_model = hf_model.to(device)
         model = _build_bridge(hf_model, tok, path or name, dtype, device)
-    model.thinktok_info = LoadInfo(name, path, arch, host, _dtype_name(dtype))
+    checked = None
+    if verify and n_devices == 1 and device is not None:
+        checked = verify_against_hf(model, hf_model, dtype)
+        if checked["max_abs_diff"] > checked["tolerance"]:
+            raise ValueError(
+                f"{arch} on the {host} host does not reproduce the HF model: max |logit "
+                f"difference| {checked['max_abs_diff']:.3g} > {checked['tolerance']:.3g} over a "
+                f"{checked['tokens']}-token probe (a checkpoint feature the host ignores; "
+                "load_model(..., verify=False) skips this check)"
+            )
+    model.thinktok_info = LoadInfo(name, path, arch, host, _dtype_name(dtype), verified=checked)
     return model
+
+
+#: Relative tolerance of :func:`verify_against_hf` per dtype (times ``max(1, max |HF logit|)``):
+#: round-off of two implementations of the same forward stays orders of magnitude below it, a
+#: dropped feature (sliding window, biases, RoPE scaling) gives differences of order 1. float64:
+#: HF's eager attention takes its softmax in float32 even in a float64 model (measured: 2e-7
+#: relative on the organism), so its bound is a float32 one.
+VERIFY_RTOL = {torch.float64: 1e-5, torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 5e-2}
+#: Longest load-time probe (tokens).
+VERIFY_MAX_TOKENS = 256
+
+
+def verify_probe_length(hf_config: Any) -> int:
+    """Tokens of the load-time probe: past any sliding window and RoPE threshold of the config
+    (by 16), at least 32, at most :data:`VERIFY_MAX_TOKENS` and the context length.
+
+    Example:
+        >>> from transformers import Qwen2Config
+        >>> verify_probe_length(Qwen2Config(sliding_window=100, use_sliding_window=True))
+        116
+    """
+    marks = [16]
+    window = getattr(hf_config, "sliding_window", None)
+    if isinstance(window, int):
+        marks.append(window)
+    for attr in ("rope_parameters", "rope_scaling"):
+        params = getattr(hf_config, attr, None)
+        if isinstance(params, dict) and params.get("original_max_position_embeddings"):
+            marks.append(int(params["original_max_position_embeddings"]))
+    n_ctx = int(getattr(hf_config, "max_position_embeddings", None) or VERIFY_MAX_TOKENS)
+    return max(2, min(max(marks) + 16, VERIFY_MAX_TOKENS, n_ctx))
+
+
+@torch.no_grad()
+def verify_against_hf(model: Any, hf_model: Any, dtype: torch.dtype) -> dict[str, Any]:
+    """The host's logits against the HF model's on one seeded random-token probe.
+
+    Returns ``{"tokens", "max_abs_diff", "tolerance"}``; the tolerance is ``VERIFY_RTOL[dtype]``
+    times ``max(1, max |HF logit|)``. Random ids (seed 0) cover the vocabulary without a tokenizer
+    and make the probe independent of the prompt format.
+
+    Example:
+        >>> model = load_model("stories260k", verify=False)             # doctest: +SKIP
+        >>> verify_against_hf(model, hf_model, torch.float32)["tokens"]  # doctest: +SKIP
+        32
+    """
+    n = verify_probe_length(hf_model.config)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, int(hf_model.config.vocab_size), (1, n), generator=gen)
+    hf_dev = next(hf_model.parameters()).device
+    ref = hf_model(input_ids=ids.to(hf_dev), attention_mask=torch.ones_like(ids).to(hf_dev))
+    ref = ref.logits.double().cpu()
+    got = model(ids.to(model_device(model)), return_type="logits").double().cpu()
+    diff = float((got - ref).abs().max())
+    tol = VERIFY_RTOL.get(dtype, 5e-2) * max(1.0, float(ref.abs().max()))
+    return {"tokens": n, "max_abs_diff": diff, "tolerance": tol}
 
 
 def _load_official(
@@ -793,6 +915,7 @@ def _load_hub(
     tokenizer: Any,
     hf_kwargs: dict[str, Any],
     n_devices: int,
+    verify: bool = True,
 ) -> Any:  # pragma: no cover - needs hub access
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -812,4 +935,4 @@ def _load_hub(
     hf_model = AutoModelForCausalLM.from_pretrained(
         name, dtype=dtype, attn_implementation="eager", **hf_kwargs
     )
-    return _finish(hf_model.eval(), tok, name, None, host, dtype, device, n_devices)
+    return _finish(hf_model.eval(), tok, name, None, host, dtype, device, n_devices, verify)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -75,11 +76,18 @@ def make_random_hf_model(
     seed: int = 0,
     init_std: float = 0.2,
     tie_word_embeddings: bool = False,
+    random_biases: bool = False,
+    **config: Any,
 ) -> Path:
     """Save a random-weight HF causal LM (qwen2, qwen3 or llama) and its tokenizer to ``path``.
 
     ``init_std`` is larger than HF's default so that greedy generation is not degenerate (a model
     with tiny weights repeats one token forever, which makes parity tests weak).
+
+    ``random_biases``: draw every bias from N(0, init_std²) too (HF initialises them to 0, which
+    would hide a host that drops them). ``config``: further HF config fields (e.g.
+    ``rope_parameters``, ``use_sliding_window``, ``attention_bias``, ``max_position_embeddings``),
+    passed to the config class.
 
     Returns:
         ``path`` as a ``Path``; it holds config.json, model.safetensors and tokenizer files.
@@ -103,9 +111,10 @@ def make_random_hf_model(
         tie_word_embeddings=tie_word_embeddings,
         initializer_range=init_std,
     )
+    common.update(config)
     arch = arch.lower()
     if arch == "qwen2":
-        cfg = transformers.Qwen2Config(rope_theta=10000.0, **common)
+        cfg = transformers.Qwen2Config(**{"rope_theta": 10000.0, **common})
         cls = transformers.Qwen2ForCausalLM
     elif arch == "qwen3":
         cfg = transformers.Qwen3Config(head_dim=d_model // n_heads, **common)
@@ -117,6 +126,11 @@ def make_random_hf_model(
         raise ValueError(f"unknown arch {arch!r}; expected one of 'qwen2', 'qwen3', 'llama'")
     torch.manual_seed(seed)
     model = cls(cfg).eval()
+    if random_biases:
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if pname.endswith(".bias"):
+                    p.normal_(0.0, init_std)
     model.save_pretrained(str(path))
     (path / "STANDIN.json").write_text(json.dumps({"random_weights": True, "seed": seed}))
     return path
