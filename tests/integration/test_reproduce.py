@@ -122,8 +122,19 @@ def check_controls(out: Path) -> None:
         assert last["random_acc_mean"] is not None and last["banned_mass_matched"] is not None
         assert ds["found_words"], "fig4 ran first: fig5 also bans the words found at peaks"
         assert any(x["found_acc"] is not None for x in ds["curve"][1:])
+        # evaluation disjoint from discovery; every matched draw within ±10% of the hand share
+        assert ds["item_ids"] and ds["discovery_ids"]
+        assert not set(ds["item_ids"]) & set(ds["discovery_ids"])
+        for x in ds["curve"]:
+            for share in x["banned_mass_matched_draws"] or []:
+                assert abs(share - x["banned_mass_hand"]) <= 0.1 * x["banned_mass_hand"] + 1e-12
+            assert x["hand"]["n"] == len(ds["item_ids"]) and x["hand"]["lo"] <= x["hand"]["acc"]
+            if x["k"] > 0:
+                assert 0 < x["hand"]["mcnemar_vs_k0"]["p"] <= 1
     fig6 = json.loads((out / "fig6.json").read_text())
     assert set(fig6["trigger_lists"]) == {"hand", "found"}
+    assert not set(fig6["item_ids"]) & set(fig6["discovery_ids"])
+    assert all("mcnemar_vs_original" in t for t in fig6["trigger_lists"].values())
     fig7 = Summary.load(out / "fig7.summary.json").numbers
     assert fig7["TTTS word found at MI peaks (fig4)"] != "-"
     rows = json.loads((out / "table3.json").read_text())["rows"]

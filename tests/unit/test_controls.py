@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tl_thinktok.reproduce.outputs import (
     Summary,
@@ -190,23 +192,42 @@ def test_reproduce_refuses_a_malformed_user_file_before_writing(tmp_path, capsys
     assert rc == 2 and "need --dataset" in capsys.readouterr().err
 
 
-def test_frequency_matched_ids_track_the_targets_counts():
+@given(
+    counts=st.lists(st.integers(0, 500), min_size=20, max_size=80),
+    frac=st.floats(0.01, 0.3),
+    seed=st.integers(0, 10_000),
+)
+def test_share_matched_bans_the_target_share_within_the_band(counts, frac, seed):
+    """Law: whenever share_matched returns, its banned share is within ±10% of the target, it
+    never bans an excluded id and never repeats one; when it raises, no random order reached the
+    band from the ids it drew (the message says so)."""
     from collections import Counter
 
-    from tl_thinktok.reproduce.experiments.wordlists import banned_mass, frequency_matched
+    from tl_thinktok.reproduce.experiments.wordlists import SHARE_TOL, banned_mass, share_matched
 
-    counts = Counter({i: 2**i for i in range(12)})  # id i generated 2^i times
-    targets = [10, 3]
-    exclude = {10, 3, 0}
-    got = frequency_matched(targets, counts, exclude, vocab=12, seed=0, nearest=1)
-    assert got == [11, 4] or got == [9, 4] or got == [11, 2] or got == [9, 2]
-    assert not set(got) & exclude and len(set(got)) == 2
-    for seed in range(5):  # nearest=3: within 3 log-steps, never an excluded id, no repeats
-        g = frequency_matched(targets, counts, exclude, vocab=12, seed=seed, nearest=3)
-        assert abs(g[0] - 10) <= 2 and len(set(g)) == 2 and not set(g) & exclude
-    assert banned_mass([11], counts) == pytest.approx(2**11 / sum(counts.values()))
-    with pytest.raises(ValueError, match="candidate"):
-        frequency_matched([1, 2, 3], counts, set(range(10)), vocab=12, seed=0)
+    c = Counter({i: n for i, n in enumerate(counts) if n})
+    exclude = {0, 1}
+    try:
+        ids = share_matched(frac, 2, c, exclude, vocab=len(counts), seed=seed)
+    except ValueError as err:
+        assert "banned share" in str(err) or "never-generated" in str(err)
+        return
+    if sum(c.values()):
+        got = banned_mass(ids, c)
+        assert abs(got - frac) <= SHARE_TOL * frac + 1e-12, (got, frac)
+    assert not set(ids) & exclude and len(set(ids)) == len(ids)
+
+
+def test_share_matched_zero_target_and_unreachable_band():
+    from collections import Counter
+
+    from tl_thinktok.reproduce.experiments.wordlists import banned_mass, share_matched
+
+    c = Counter({2: 50, 3: 50})  # ids 4..9 never generated
+    ids = share_matched(0.0, 3, c, exclude={0}, vocab=10, seed=1)
+    assert len(ids) == 3 and banned_mass(ids, c) == 0.0 and not {0, 2, 3} & set(ids)
+    with pytest.raises(ValueError, match=r"banned share 0\.2500"):  # only 50% steps exist
+        share_matched(0.25, 1, c, exclude=set(), vocab=10, seed=0)
 
 
 def test_found_list_keeps_the_files_words_or_the_references_first_10(tmp_path):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tl_thinktok.datasets import model_family
+from tl_thinktok.datasets import Item, load_dataset, model_family
 from tl_thinktok.hosts import default_host
 from tl_thinktok.loading import load_model
 from tl_thinktok.reproduce.traces import TraceSet, trace_pass
@@ -378,6 +378,42 @@ class ExpContext:
         d["out"] = str(self.out)
         d["run_dir"] = str(self.run_dir)
         return d
+
+    def discovery_items(self, dataset: str) -> list[Item]:
+        """The problems of the reasoning model's trace pass when ``dataset`` is the trace dataset
+        (the MI peaks, and so the words found there, come from them), else none."""
+        if dataset != self.dataset:
+            return []
+        return load_dataset(self.dataset, n=self.size("n_traces"), seed=self.seed)
+
+    def eval_items(self, dataset: str, n: int) -> list[Item]:
+        """``n`` evaluation problems of ``dataset``, disjoint from :meth:`discovery_items` (by id
+        and by question text), so that words found at MI peaks are never evaluated on the problems
+        they were found on.
+
+        The organism: the next ``n`` generated problems after the discovery ones; a file dataset:
+        a seeded sample of the remaining problems, in file order (fewer when too few remain).
+
+        Example:
+            >>> ctx = ExpContext(model="organism", quick=True)
+            >>> disc = {i.id for i in ctx.discovery_items("organism")}
+            >>> any(i.id in disc for i in ctx.eval_items("organism", 5))
+            False
+        """
+        import random
+
+        disc = self.discovery_items(dataset)
+        ids, questions = {i.id for i in disc}, {i.question for i in disc}
+        pool = (
+            load_dataset(dataset, n=len(disc) + n, seed=self.seed)
+            if dataset == "organism"
+            else load_dataset(dataset, seed=self.seed)
+        )
+        rest = [i for i in pool if i.id not in ids and i.question not in questions]
+        if n >= len(rest):
+            return rest
+        keep = sorted(random.Random(self.seed + 1).sample(range(len(rest)), n))
+        return [rest[i] for i in keep]
 
     def traces(self, which: str = "model") -> TraceSet:
         """The cached trace pass of the reasoning (``"model"``) or base (``"base"``) model."""

@@ -25,12 +25,14 @@ from tl_thinktok.reproduce.accuracy import accuracy_run, generate_and_grade, spe
 from tl_thinktok.reproduce.context import ExpContext
 from tl_thinktok.reproduce.curves import AccuracyCurve, Series, plot_curves
 from tl_thinktok.reproduce.experiments.wordlists import (
+    SHARE_TOL,
     banned_mass,
-    frequency_matched,
     generation_counts,
+    share_matched,
     word_lists,
 )
 from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
+from tl_thinktok.reproduce.stats import accuracy_stats, mcnemar_exact
 
 NAME = "fig5"
 
@@ -82,8 +84,17 @@ def _mean_std(vals: list[float] | None) -> tuple[float | None, float | None]:
     return float(np.mean(vals)), float(np.std(vals))
 
 
+def paired_stats(per_item: list[dict], base: list[bool] | None) -> dict:
+    """One condition's accuracy with its Wilson interval and n, its mean generation length, and
+    McNemar's exact test against the unconstrained run (``base``, same problems in order)."""
+    correct = [r["correct"] for r in per_item]
+    st = accuracy_stats(correct)
+    st["mean_new_tokens"] = float(np.mean([r["n_new"] for r in per_item]))
+    st["mcnemar_vs_k0"] = mcnemar_exact(base, correct) if base is not None else None
+    return st
+
+
 def run(ctx: ExpContext) -> Summary:
-    from tl_thinktok.datasets import load_dataset
     from tl_thinktok.interventions.suppress import SuppressTokens, random_control
 
     model = ctx.load(ctx.model)
@@ -103,8 +114,10 @@ def run(ctx: ExpContext) -> Summary:
     rows = []
     mass: dict[str, dict[int, float]] = {"hand": {}, "uniform": {}, "matched": {}, "found": {}}
     for ds in ctx.eval_datasets:
-        items = load_dataset(ds, n=ctx.size("n_eval"), seed=ctx.seed)
+        items = ctx.eval_items(ds, ctx.size("n_eval"))
+        discovery = [i.id for i in ctx.discovery_items(ds)]
         units = []
+        matched_shares: dict[int, list[float]] = {}
         for k in ks:
             ids_k = tt.token_ids(k) if k > 0 else []
             units.append((f"thinking|{k}", k, ids_k))
@@ -114,12 +127,13 @@ def run(ctx: ExpContext) -> Summary:
                 for r in range(n_random):
                     seed = ctx.seed * 100003 + r * 1009 + k
                     rid = random_control(vocab, len(ids_k), exclude=exclude, seed=seed)
-                    mid = frequency_matched(ids_k, counts, exclude, vocab, seed=seed)
+                    mid = share_matched(mass["hand"][k], len(ids_k), counts, exclude, vocab, seed)
                     units.append((f"random{r}|{k}", k, rid))
                     units.append((f"matched{r}|{k}", k, mid))
                     um.append(banned_mass(rid, counts))
                     mm.append(banned_mass(mid, counts))
                 mass["uniform"][k], mass["matched"][k] = float(np.mean(um)), float(np.mean(mm))
+                matched_shares[k] = mm
             if k in ks_found:
                 fid = found.token_ids(k)
                 units.append((f"found|{k}", k, fid))
@@ -136,7 +150,8 @@ def run(ctx: ExpContext) -> Summary:
                 "n_random": n_random,
                 "k_random": sorted(k_random),
                 "exclude": sorted(exclude),
-                "controls": "uniform + frequency-matched",
+                "controls": f"uniform + banned-share-matched (±{SHARE_TOL:.0%})",
+                "discovery_ids": discovery,
                 "budget": ctx.budget("suppression"),
             },
         )
@@ -155,11 +170,17 @@ def run(ctx: ExpContext) -> Summary:
                 "ids": ids,
                 "hits": hits,
                 "accuracy": float(np.mean([r["correct"] for r in res])),
+                "mean_new_tokens": float(np.mean([r["n_new"] for r in res])),
                 "per_item": res,
             }
 
         out = run_.map(units, key=lambda u: u[0], fn=do, desc=f"fig5 {ds}", progress=ctx.progress)
         by = {u[0]: o for u, o in zip(units, out, strict=True)}
+        base = [r["correct"] for r in by["thinking|0"]["per_item"]] if 0 in ks else None
+
+        def paired(key: str, by=by, base=base) -> dict:
+            return paired_stats(by[key]["per_item"], base)
+
         curve = []
         for k in ks:
             th = by[f"thinking|{k}"]["accuracy"]
@@ -190,7 +211,16 @@ def run(ctx: ExpContext) -> Summary:
                     "banned_mass_uniform": mass["uniform"].get(k),
                     "banned_mass_matched": mass["matched"].get(k),
                     "banned_mass_found": mass["found"].get(k),
+                    "banned_mass_matched_draws": matched_shares.get(k),
                     "n_items": len(items),
+                    "hand": paired(f"thinking|{k}"),
+                    "found": paired(f"found|{k}") if k in ks_found else None,
+                    "matched_draws": [paired(f"matched{r}|{k}") for r in range(n_random)]
+                    if k in k_random and k > 0
+                    else None,
+                    "uniform_draws": [paired(f"random{r}|{k}") for r in range(n_random)]
+                    if k in k_random and k > 0
+                    else None,
                 }
             )
         rows += curve
@@ -198,6 +228,8 @@ def run(ctx: ExpContext) -> Summary:
             "curve": curve,
             "words": tt.words[:k_max],
             "found_words": found.words if found is not None else None,
+            "item_ids": [i.id for i in items],
+            "discovery_ids": discovery,
         }
     curves = [curve_of(ds, r["curve"], n_random) for ds, r in results.items()]
     fig = plot_curves(curves, f"Suppressing thinking tokens: {ctx.model}", panel_width=5.0)
@@ -209,22 +241,30 @@ def run(ctx: ExpContext) -> Summary:
     numbers: dict = {"generation budget (tokens)": ctx.budget("suppression")}
     for ds, r in results.items():
         c = r["curve"]
-        numbers[f"{ds}: acc k=0"] = c[0]["thinking_acc"]
+        numbers[f"{ds}: problems (evaluation, disjoint from the {len(r['discovery_ids'])} "
+                "discovery problems)"] = c[0]["n_items"]  # fmt: skip
+        h0 = c[0]["hand"]
+        numbers[f"{ds}: acc k=0"] = f"{h0['acc']:.3f} [{h0['lo']:.2f}, {h0['hi']:.2f}]"
+        numbers[f"{ds}: mean new tokens k=0"] = round(h0["mean_new_tokens"], 1)
         for x in c[1:]:
-            parts = [f"hand {x['thinking_acc']:.3f}"]
-            for key, lab in (("random_acc_mean", "uniform"), ("matched_acc_mean", "matched"),
-                             ("found_acc", "found")):  # fmt: skip
+            h = x["hand"]
+            parts = [f"hand {h['acc']:.3f} [{h['lo']:.2f}, {h['hi']:.2f}] "
+                     f"(McNemar vs k=0 p={h['mcnemar_vs_k0']['p']:.2g})"]  # fmt: skip
+            for key, lab in (("random_acc_mean", "uniform"), ("matched_acc_mean", "matched")):
                 if x[key] is not None:
                     parts.append(f"{lab} {x[key]:.3f}")
+            if x["found"] is not None:
+                f = x["found"]
+                parts.append(f"found {f['acc']:.3f} [{f['lo']:.2f}, {f['hi']:.2f}] "
+                             f"(p={f['mcnemar_vs_k0']['p']:.2g})")  # fmt: skip
             numbers[f"{ds}: acc k={x['k']}"] = " / ".join(parts)
-        last = [x for x in c if x["banned_mass_matched"] is not None]
-        if last:
-            x = last[-1]
-            key = f"{ds}: banned share of generated tokens at k={x['k']} (hand/uniform/matched)"
-            numbers[key] = (
-                f"{x['banned_mass_hand']:.3f} / {x['banned_mass_uniform']:.3f} / "
-                f"{x['banned_mass_matched']:.3f}"
-            )
+            numbers[f"{ds}: mean new tokens k={x['k']} (hand)"] = round(h["mean_new_tokens"], 1)
+            if x["banned_mass_matched_draws"] is not None:
+                numbers[f"{ds}: banned share k={x['k']} (hand / matched draws / uniform)"] = (
+                    f"{x['banned_mass_hand']:.4f} / "
+                    + ", ".join(f"{v:.4f}" for v in x["banned_mass_matched_draws"])
+                    + f" / {x['banned_mass_uniform']:.4f}"
+                )
     numbers["hand word order"] = ", ".join(tt.words[:k_max])
     numbers["found word order (fig4)"] = ", ".join(found.words) if found is not None else "-"
     return Summary(
@@ -243,8 +283,11 @@ def run(ctx: ExpContext) -> Summary:
             if ctx.is_organism
             else ""
         )
-        + "); 'matched' draws them to match the banned ids' generation frequency in the "
-        "unconstrained traces of the trace pass; 'found' bans the first k words fig4 found at "
-        "MI peaks (absent when fig4 did not run first).",
+        + "); 'matched' draws random generated ids (as many as needed) until their share of "
+        f"the trace pass's generated tokens is within ±{SHARE_TOL:.0%} of the hand list's at "
+        "that k; 'found' bans the first k words fig4 found at MI peaks (absent when fig4 did not "
+        "run first). Evaluation problems are disjoint from the trace (discovery) problems; "
+        "accuracies with Wilson 95% intervals, each ban against k = 0 on the same problems by "
+        "McNemar's exact test; mean new tokens = generation length (NoWait, arXiv 2506.08343).",
         files=files,
     )

@@ -29,6 +29,7 @@ from tl_thinktok.reproduce.accuracy import (
 from tl_thinktok.reproduce.context import ExpContext
 from tl_thinktok.reproduce.experiments.wordlists import found_list
 from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
+from tl_thinktok.reproduce.stats import accuracy_stats, mcnemar_exact
 
 NAME = "fig6"
 P_TRIGGER = 0.5
@@ -63,14 +64,15 @@ def trigger_lists(ctx: ExpContext, model) -> dict[str, tuple[list[str], list[int
 def run(ctx: ExpContext) -> Summary:
     import matplotlib.pyplot as plt
 
-    from tl_thinktok.datasets import grade, load_dataset
+    from tl_thinktok.datasets import grade
     from tl_thinktok.interventions.recycle import RepresentationRecycling
 
     model = ctx.load(ctx.model)
     layer = rr_layer(ctx, model)
     lists = trigger_lists(ctx, model)
     ds = ctx.rr_dataset
-    items = load_dataset(ds, n=ctx.size("n_rr"), seed=ctx.seed)
+    items = ctx.eval_items(ds, ctx.size("n_rr"))
+    discovery = [i.id for i in ctx.discovery_items(ds)]
     budget = ctx.budget("rr")
     run_ = accuracy_run(
         ctx,
@@ -82,6 +84,7 @@ def run(ctx: ExpContext) -> Summary:
             "triggers": {name: ids for name, (_, ids) in lists.items()},
             "p": P_TRIGGER,
             "budget": budget,
+            "discovery_ids": discovery,
         },
     )
     base = run_.map(
@@ -126,6 +129,10 @@ def run(ctx: ExpContext) -> Summary:
             "answers_changed": sum(
                 a["correct"] != b["correct"] for a, b in zip(base, rr_res, strict=True)
             ),
+            "accuracy_rr_ci": accuracy_stats([r["correct"] for r in rr_res]),
+            "mcnemar_vs_original": mcnemar_exact(
+                [r["correct"] for r in base], [r["correct"] for r in rr_res]
+            ),
             "fired": fired,
             "n_tokens": n_tok,
         }
@@ -165,6 +172,9 @@ def run(ctx: ExpContext) -> Summary:
         "dataset": ds,
         "budget": budget,
         "accuracy_original": acc0,
+        "accuracy_original_ci": accuracy_stats([r["correct"] for r in base]),
+        "item_ids": [i.id for i in items],
+        "discovery_ids": discovery,
         # the hand list's numbers at the top level, as before
         "trigger_words": hand["trigger_words"],
         "trigger_ids": hand["trigger_ids"],
@@ -185,8 +195,16 @@ def run(ctx: ExpContext) -> Summary:
         save_csv(ctx.out, NAME, rows),
     ]
     numbers = {"layer": layer, "generation budget (tokens)": budget, "accuracy original": acc0}
+    c0 = data["accuracy_original_ci"]
+    numbers["problems (evaluation, disjoint from the discovery problems)"] = len(items)
+    numbers["accuracy original [95% CI]"] = f"{acc0:.3f} [{c0['lo']:.2f}, {c0['hi']:.2f}]"
     for name, st in stats.items():
         numbers[f"accuracy RR ({name} triggers)"] = st["accuracy_rr"]
+        ci, mc = st["accuracy_rr_ci"], st["mcnemar_vs_original"]
+        numbers[f"accuracy RR ({name} triggers) [95% CI], McNemar vs original"] = (
+            f"{ci['acc']:.3f} [{ci['lo']:.2f}, {ci['hi']:.2f}], p={mc['p']:.2g} "
+            f"({mc['only_original']} right only originally, {mc['only_other']} only with RR)"
+        )
         numbers[f"RR fired ({name}, total)"] = st["fired_total"]
         numbers[f"problems where RR fired ({name})"] = (
             f"{st['problems_with_recycling']} / {len(items)}"
@@ -206,6 +224,8 @@ def run(ctx: ExpContext) -> Summary:
         notes=f"generation budget {budget} tokens; trigger = candidate token in the list and "
         f"coin p={P_TRIGGER} (reference). 'hand' = "
         + ("the organism's thinking words" if ctx.is_organism else "the reference's triggers")
-        + "; 'found' = the first 10 alphabetic words at MI peaks (fig4), when fig4 ran first.",
+        + "; 'found' = the first 10 alphabetic words at MI peaks (fig4), when fig4 ran first. "
+        "Evaluation problems are disjoint from the trace (discovery) problems; Wilson 95% "
+        "intervals; RR against the original on the same problems by McNemar's exact test.",
         files=files,
     )

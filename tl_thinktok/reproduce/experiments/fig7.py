@@ -25,6 +25,7 @@ from tl_thinktok.reproduce.context import PAPER_BUDGETS, ExpContext
 from tl_thinktok.reproduce.curves import AccuracyCurve, Series, plot_curves
 from tl_thinktok.reproduce.experiments.wordlists import found_list
 from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
+from tl_thinktok.reproduce.stats import accuracy_stats, mcnemar_exact
 
 NAME = "fig7"
 
@@ -54,7 +55,7 @@ def curve_of(ds: str, rows: list[dict], words: list[str]) -> AccuracyCurve:
 
 
 def run(ctx: ExpContext) -> Summary:
-    from tl_thinktok.datasets import grade, load_dataset, prompt_for
+    from tl_thinktok.datasets import grade, prompt_for
     from tl_thinktok.interventions.ttts import budget_forcing
 
     model = ctx.load(ctx.model)
@@ -68,7 +69,8 @@ def run(ctx: ExpContext) -> Summary:
     answer_budget = ctx.budget("ttts_answer")
     results, rows = {}, []
     for ds in ctx.eval_datasets:
-        items = load_dataset(ds, n=ctx.size("n_ttts"), seed=ctx.seed)
+        items = ctx.eval_items(ds, ctx.size("n_ttts"))
+        discovery = [i.id for i in ctx.discovery_items(ds)]
         budgets = list(ctx.size("budgets") or PAPER_BUDGETS[ds])
         run_ = accuracy_run(
             ctx,
@@ -80,6 +82,7 @@ def run(ctx: ExpContext) -> Summary:
                 "words": words,
                 "prefix": prefix,
                 "answer_budget": answer_budget,
+                "discovery_ids": discovery,
             },
         )
         units = [("original", b, it) for b in budgets for it in items]
@@ -117,6 +120,8 @@ def run(ctx: ExpContext) -> Summary:
             agg.setdefault((cond, b), []).append(o)
         curve = []
         for (cond, b), lst in agg.items():
+            correct = [x["correct"] for x in lst]
+            orig = [x["correct"] for x in agg[("original", b)]]
             curve.append(
                 {
                     "dataset": ds,
@@ -127,6 +132,12 @@ def run(ctx: ExpContext) -> Summary:
                     "mean_words_appended": float(np.mean([x["words_appended"] for x in lst])),
                     "forced_end_rate": float(np.mean([x["forced_end"] for x in lst])),
                     "n_items": len(lst),
+                    "accuracy_ci": accuracy_stats(correct),
+                    "mcnemar_vs_original": None
+                    if cond == "original"
+                    else mcnemar_exact(orig, correct),
+                    "item_ids": [i.id for i in items],
+                    "discovery_ids": discovery,
                 }
             )
         rows += curve
@@ -149,6 +160,17 @@ def run(ctx: ExpContext) -> Summary:
             numbers[f"{ds}: {cond} acc by budget"] = ", ".join(
                 f"{x['budget']}:{x['accuracy']:.2f}" for x in c
             )
+            numbers[f"{ds}: {cond} acc by budget [95% CI]" + (
+                "" if cond == "original" else ", McNemar vs original"
+            )] = "; ".join(
+                f"{x['budget']}: [{x['accuracy_ci']['lo']:.2f}, {x['accuracy_ci']['hi']:.2f}]"
+                + ("" if x["mcnemar_vs_original"] is None
+                   else f" p={x['mcnemar_vs_original']['p']:.2g}")
+                for x in c
+            )  # fmt: skip
+        numbers[f"{ds}: problems (evaluation, disjoint from the discovery problems)"] = (
+            curve[0]["n_items"] if curve else 0
+        )
     return Summary(
         name=NAME,
         title="Accuracy vs token budget, original vs TTTS (paper Fig. 7)",
@@ -162,6 +184,8 @@ def run(ctx: ExpContext) -> Summary:
         "most frequent word it found at MI peaks (the end-to-end chain). "
         "TTTS here = s1-style budget forcing with minimum = maximum budget and the "
         "thinking word replacing an early end (tl_thinktok.interventions.ttts.budget_forcing); "
-        "the reference's two-stage variant is tl_thinktok.interventions.ttts.reference_ttts.",
+        "the reference's two-stage variant is tl_thinktok.interventions.ttts.reference_ttts. "
+        "Evaluation problems are disjoint from the trace (discovery) problems; Wilson 95% "
+        "intervals; each word against the original at the same budget by McNemar's exact test.",
         files=files,
     )

@@ -38,6 +38,7 @@ import torch
 from tl_thinktok.generation import answer_suffix, decode, encode, greedy_batch
 from tl_thinktok.reproduce.context import ExpContext
 from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
+from tl_thinktok.reproduce.stats import wilson
 
 NAME = "theorem_bounds"
 N_CLASSES = 100  # organism answers 0..99
@@ -209,17 +210,6 @@ def mixed_ce_cv(bits: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0)
         eps = min(MIX_GRID, key=lambda e: ce(e, tr))
         total += ce(eps, te) * te.size
     return total / n
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion ``k / n`` (NaN for ``n = 0``)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
 
 
 def bound_row(t: int, n: int, h_y: float, decoders: dict[str, tuple[float, float]]) -> dict:

@@ -26,10 +26,13 @@ from tl_thinktok import organism
 from tl_thinktok.reproduce.accuracy import PAPER_TOP_WORDS, thinking_list
 from tl_thinktok.vocab import ThinkingTokens
 
-__all__ = ["FOUND_FILE", "found_list", "frequency_matched", "generation_counts", "word_lists"]
+__all__ = ["FOUND_FILE", "SHARE_TOL", "banned_mass", "found_list", "generation_counts",
+           "share_matched", "word_lists"]  # fmt: skip
 
 #: fig4's list of the words at MI peaks (reference jsonl format), relative to ``ctx.out``.
 FOUND_FILE = "fig4_thinking_tokens.jsonl"
+#: Relative band of the frequency-matched control's banned share around the hand list's.
+SHARE_TOL = 0.10
 
 
 def found_list(out: Path, tokenizer: Any, n_words: int | None) -> ThinkingTokens | None:
@@ -64,40 +67,54 @@ def generation_counts(token_lists: Iterable[Sequence[int]]) -> Counter:
     return c
 
 
-def frequency_matched(
-    target_ids: Sequence[int],
+def share_matched(
+    target_share: float,
+    n_target: int,
     counts: Counter,
     exclude: set[int],
     vocab: int,
     seed: int,
-    nearest: int = 5,
+    tol: float = SHARE_TOL,
 ) -> list[int]:
-    """Random ids matched one by one to the generation frequency of ``target_ids``.
+    """Random ids whose banned share of generated tokens is within ``±tol`` (relative) of
+    ``target_share`` — several ids where one cannot match.
 
-    For each target id (in order) one id is drawn at random among the ``nearest`` not yet chosen,
-    non-excluded ids whose count is closest to the target's on a log scale (``log1p``), so the
-    banned set is about as often generated as the thinking ids — unlike a uniform draw, which
-    mostly bans ids the model never generates.
+    Ids are taken in a seeded random order among the non-excluded ids that were generated; an id
+    is added when the share stays at most ``target · (1 + tol)``, until it reaches
+    ``target · (1 − tol)``. A target of 0 (the banned words are never generated) gets ``n_target``
+    random ids that were never generated either. Check the result with :func:`banned_mass`.
 
     Raises:
-        ValueError: fewer candidate ids than targets.
+        ValueError: no set of candidate ids reaches the band (the message gives the best share).
+
+    Example:
+        >>> from collections import Counter
+        >>> c = Counter({i: 10 for i in range(1, 50)})
+        >>> ids = share_matched(0.2, 1, c, exclude={1}, vocab=60, seed=0)
+        >>> abs(banned_mass(ids, c) - 0.2) <= 0.02
+        True
     """
-    pool = np.array([i for i in range(vocab) if i not in exclude], dtype=np.int64)
-    if pool.size < len(target_ids):
-        raise ValueError(f"only {pool.size} candidate ids to match {len(target_ids)} ids")
-    logc = np.log1p(np.array([counts.get(int(i), 0) for i in pool], dtype=np.float64))
+    total = sum(counts.values())
     rng = np.random.default_rng(seed)
-    free = np.ones(pool.size, bool)
-    out = []
-    for t in target_ids:
-        d = np.abs(logc - np.log1p(counts.get(int(t), 0)))
-        d[~free] = np.inf
-        cand = np.argsort(d + 1e-9 * rng.random(d.size), kind="stable")[:nearest]
-        cand = cand[np.isfinite(d[cand])]
-        j = int(rng.choice(cand))
-        free[j] = False
-        out.append(int(pool[j]))
-    return out
+    if target_share <= 0 or total == 0:
+        zero = np.array([i for i in range(vocab) if i not in exclude and not counts.get(i)])
+        if zero.size < n_target:
+            raise ValueError(f"only {zero.size} never-generated ids to match {n_target} ids")
+        return sorted(int(i) for i in rng.choice(zero, n_target, replace=False))
+    lo, hi = target_share * (1 - tol), target_share * (1 + tol)
+    pool = [i for i in range(vocab) if i not in exclude and counts.get(i)]
+    chosen, share = [], 0.0
+    for j in rng.permutation(len(pool)):
+        c = counts[pool[j]] / total
+        if share + c <= hi:
+            chosen.append(int(pool[j]))
+            share += c
+        if share >= lo:
+            return sorted(chosen)
+    raise ValueError(
+        f"no random set of generated ids reaches the banned share {target_share:.4f} ±{tol:.0%} "
+        f"(best {share:.4f})"
+    )
 
 
 def banned_mass(ids: Sequence[int], counts: Counter) -> float:
