@@ -45,6 +45,30 @@ BUDGETS: dict[str, str] = {
 #: Experiment name → the budget its generations use (others: ``"traces"``).
 EXPERIMENT_BUDGET: dict[str, str] = {"fig5": "suppression", "fig6": "rr", "fig7": "ttts_base"}
 
+#: Quick sizes of real (HF) models: a few short traces, enough to exercise every experiment.
+_QUICK_REAL: dict[str, Any] = dict(
+    n_traces=3,
+    max_new_tokens=12,
+    n_base_traces=2,
+    n_extra=3,
+    n_eval=2,
+    k_max=3,
+    k_values=[0, 1, 3],
+    k_random=[3],
+    n_random=3,
+    n_rr=2,
+    budgets=[6, 12],
+    n_ttts=2,
+    ttts_words=["Wait"],
+    n_bounds_steps=3,
+    budget_traces=12,
+    budget_suppression=12,
+    budget_rr=12,
+    budget_ttts_base=12,
+    budget_ttts_answer=16,
+    batch_size=4,
+)
+
 #: Sizes per (model kind, mode). ``n_*`` = number of problems; ``budget_*`` in generated tokens
 #: (:data:`BUDGETS`); ``max_new_tokens`` is the legacy single budget: ``--set max_new_tokens=N``
 #: still sets every budget but the TTTS answer, and ``size("max_new_tokens")`` inside an
@@ -133,8 +157,8 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
         k_random=[3],
         n_random=3,
         n_rr=10,
-        budgets=[80, 160],
-        n_ttts=10,
+        budgets=[80],  # TTTS: one budget on 4 problems (each condition generates per problem)
+        n_ttts=4,
         ttts_words=["Wait", "So"],
         n_bounds_steps=8,
         budget_traces=256,
@@ -144,50 +168,9 @@ SIZES: dict[tuple[str, str], dict[str, Any]] = {
         budget_ttts_answer=16,
         batch_size=16,
     ),
-    ("smollm2", "quick"): dict(
-        n_traces=3,
-        max_new_tokens=12,
-        n_base_traces=0,
-        n_extra=3,
-        n_eval=2,
-        k_max=3,
-        k_values=[0, 1, 3],
-        k_random=[3],
-        n_random=2,
-        n_rr=2,
-        budgets=[6, 12],
-        n_ttts=2,
-        ttts_words=["Wait"],
-        n_bounds_steps=3,
-        budget_traces=12,
-        budget_suppression=12,
-        budget_rr=12,
-        budget_ttts_base=12,
-        budget_ttts_answer=16,
-        batch_size=4,
-    ),
-    ("hf", "quick"): dict(
-        n_traces=3,
-        max_new_tokens=12,
-        n_base_traces=2,
-        n_extra=3,
-        n_eval=2,
-        k_max=3,
-        k_values=[0, 1, 3],
-        k_random=[3],
-        n_random=3,
-        n_rr=2,
-        budgets=[6, 12],
-        n_ttts=2,
-        ttts_words=["Wait"],
-        n_bounds_steps=3,
-        budget_traces=12,
-        budget_suppression=12,
-        budget_rr=12,
-        budget_ttts_base=12,
-        budget_ttts_answer=16,
-        batch_size=4,
-    ),
+    ("hf", "quick"): _QUICK_REAL,
+    # the same small sizes without a base model and with 2 random draws
+    ("smollm2", "quick"): {**_QUICK_REAL, "n_base_traces": 0, "n_random": 2},
 }
 
 #: Paper budgets for TTTS (reference code), per dataset.
