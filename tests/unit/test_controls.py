@@ -34,19 +34,10 @@ FLAT = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # IQR 0, no peak: AOM and intervals undef
 ONE_PEAK = [0.0, 1.0, 0.0, 1.0, 0.0, 10.0]  # IQR 1: one peak (step 5), AOM defined
 
 
-def _ctx(*trace_lists):
-    sets = {"model": SimpleNamespace(model="m", traces=trace_lists[0])}
-    if len(trace_lists) > 1:
-        sets["base"] = SimpleNamespace(model="b", traces=trace_lists[1])
-    return SimpleNamespace(traces=lambda which="model": sets[which],
-                           base_model="b" if len(trace_lists) > 1 else None)  # fmt: skip
-
-
 def test_table1_intervals_without_two_peaks_are_nan_with_count():
     from tl_thinktok.reproduce.experiments import table1
 
-    rows = table1.table_rows(_ctx([_trace(FLAT, []), _trace(ONE_PEAK, [5])]))
-    (r,) = rows
+    r = table1.stats_row("reasoning", "m", [_trace(FLAT, []), _trace(ONE_PEAK, [5])])
     assert math.isnan(r["avg_interval"]) and r["avg_interval_n"] == 0  # was 0.0
     assert math.isnan(r["max_interval"]) and r["max_interval_n"] == 0
     assert r["n_peaks"] == 0.5 and r["n_peaks_n"] == 2
@@ -277,3 +268,46 @@ def test_float32_error_measures_relative_error_and_peak_agreement():
     assert 4 not in find_peaks(torch.as_tensor(f32, dtype=torch.float64))
     out = pr.float32_error(ts, [trace(spiked)])["summary"]
     assert out["traces whose float32 peaks equal float64's"] == "0 / 1"
+
+
+def test_table1_nulls_other_answer_and_shuffle_laws():
+    """null_row on traces built from residuals: with every answer the same vector the 'other
+    answer' null equals the own peaks exactly (difference 0, interval [0, 0]); the order-shuffled
+    peak position is uniform (mean ≈ 0.5); Gaussian noise gives far fewer peaks than exponential
+    noise (0.35% vs 4.8% in the limit)."""
+    import torch
+
+    from tl_thinktok.peaks import find_peaks
+    from tl_thinktok.reproduce.experiments.table1 import null_row
+    from tl_thinktok.reproduce.traces import compute_mi
+
+    rng = np.random.default_rng(0)
+    y = torch.tensor(rng.normal(size=24) * 10)
+    store, traces = {}, []
+    for i in range(6):
+        x = torch.tensor(rng.normal(size=(80, 24)) * 10)
+        mi = compute_mi(x, y)
+        tr = SimpleNamespace(id=f"t{i}", n_steps=80, mi=mi,
+                             peaks=find_peaks(torch.as_tensor(mi)))  # fmt: skip
+        store[tr.id] = {"resid": x.float(), "answer": y.float()}
+        traces.append(tr)
+    ts = SimpleNamespace(traces=traces, residuals=lambda tr: store[tr.id])
+    nl = null_row(ts, seed=0)
+    assert nl["peaks_own_minus_other"] == 0.0 and nl["peaks_own_minus_other_ci"] == [0.0, 0.0]
+    assert abs(nl["peak_position_shuffled"] - 0.5) < 0.05
+    assert nl["ratio_gaussian_iid"] < 0.02 < 0.03 < nl["ratio_exponential_iid"] < 0.08
+    lo, hi = nl["avg_interval_shuffled_range"]
+    assert lo <= nl["avg_interval_shuffled"] <= hi
+
+
+def test_rate_difference_ci_laws():
+    """Same own and null counts → difference 0 with interval [0, 0]; a known pooled difference;
+    the point estimate lies inside its interval."""
+    from tl_thinktok.reproduce.experiments.answer_control import rate_difference_ci
+
+    k, n = np.array([1.0, 2, 3, 0]), np.array([4.0, 4, 4, 4])
+    d, ci = rate_difference_ci(k, n, k, n, np.random.default_rng(0))
+    assert d == 0.0 and ci == [0.0, 0.0]
+    d, ci = rate_difference_ci(np.array([3.0, 3]), np.array([4.0, 4]), np.array([1.0, 1]),
+                               np.array([4.0, 4]), np.random.default_rng(0))  # fmt: skip
+    assert d == pytest.approx(0.5) and ci[0] <= d <= ci[1]

@@ -173,9 +173,14 @@ def test_fig3_draws_table2_numbers_under_the_trajectories(tmp_path, monkeypatch)
 
     sets = {"model": [trace(i, 0.1, [3, 9]) for i in range(5)],
             "base": [trace(i, 1.0, []) for i in range(5)]}  # fmt: skip
+    import torch
+
+    resid = {"resid": torch.randn(20, 8, generator=torch.Generator().manual_seed(0)),
+             "answer": torch.randn(8, generator=torch.Generator().manual_seed(1))}  # fmt: skip
     ctx = SimpleNamespace(
-        traces=lambda which: SimpleNamespace(model=f"m-{which}", traces=sets[which]),
-        base_model="m-base", out=tmp_path, dataset="organism",
+        traces=lambda which: SimpleNamespace(model=f"m-{which}", traces=sets[which],
+                                             residuals=lambda tr: resid),
+        base_model="m-base", out=tmp_path, dataset="organism", seed=0,
     )  # fmt: skip
     figs = []
     real_save = fig3_table2.save_fig

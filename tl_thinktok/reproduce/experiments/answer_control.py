@@ -117,6 +117,30 @@ def choose_others(answers: list[str], i: int, k: int, rng: np.random.Generator) 
     return sorted(int(j) for j in rng.choice(pool, min(k, len(pool)), replace=False))
 
 
+def rate_difference_ci(
+    own_k: np.ndarray,
+    own_n: np.ndarray,
+    null_k: np.ndarray,
+    null_n: np.ndarray,
+    rng: np.random.Generator,
+    n_boot: int = 1000,
+) -> tuple[float, list[float]]:
+    """Pooled rate ``Σ own_k / Σ own_n`` minus pooled null rate ``Σ null_k / Σ null_n``, with a
+    trace-bootstrap 95% interval (traces resampled with replacement; NaN where a resample has no
+    peak on a side, dropped)."""
+
+    def diff(idx: np.ndarray) -> float:
+        a, b = own_n[idx].sum(), null_n[idx].sum()
+        return own_k[idx].sum() / a - null_k[idx].sum() / b if a and b else float("nan")
+
+    point = diff(np.arange(own_k.size))
+    boot = np.array([diff(rng.integers(0, own_k.size, own_k.size)) for _ in range(n_boot)])
+    boot = boot[np.isfinite(boot)]
+    ci = [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))] if boot.size else [
+        float("nan"), float("nan")]  # fmt: skip
+    return float(point), ci
+
+
 def run(ctx: ExpContext) -> Summary:
     import matplotlib.pyplot as plt
 
@@ -166,6 +190,13 @@ def run(ctx: ExpContext) -> Summary:
         sum(r["null_n_specific_peaks"] for r in rows) / null_n if null_n else float("nan")
     )
     agg["null_n_peaks"] = null_n
+    own_k = np.array([float(p.sum()) for p in pk_sp])
+    own_n = np.array([float(p.size) for p in pk_sp])
+    null_k = np.array([float(r["null_n_specific_peaks"]) for r in rows])
+    null_nn = np.array([float(r["null_n_peaks"]) for r in rows])
+    agg["specific_peak_rate_minus_null"], agg["specific_peak_rate_minus_null_ci"] = (
+        rate_difference_ci(own_k, own_n, null_k, null_nn, rng)
+    )
 
     fig, (a1, a2, a3) = plt.subplots(
         1, 3, figsize=(16, 3.6), gridspec_kw={"width_ratios": [2, 1, 1]}
@@ -234,6 +265,11 @@ def run(ctx: ExpContext) -> Summary:
         count_key("answer-specific fraction of IQR peaks"): agg["pooled_n_peaks"],
         "same with another answer swapped in as own (null)": agg["null_specific_peak_rate"],
         count_key("same with another answer swapped in as own (null)"): agg["null_n_peaks"],
+        "answer-specific peaks minus the null [95% trace-bootstrap CI]": (
+            f"{agg['specific_peak_rate_minus_null']:+.3f} "
+            f"[{agg['specific_peak_rate_minus_null_ci'][0]:+.3f}, "
+            f"{agg['specific_peak_rate_minus_null_ci'][1]:+.3f}]"
+        ),
         "peak-set Jaccard own vs other": agg["peak_jaccard_own_vs_other"],
         "trajectory correlation own vs other": agg["trajectory_corr_own_vs_other"],
         count_key("trajectory correlation own vs other"): agg["trajectory_corr_own_vs_other_n"],
