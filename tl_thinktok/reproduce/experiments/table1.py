@@ -72,6 +72,22 @@ def _intervals_and_positions(peaks: np.ndarray, n: int) -> tuple[float, float]:
     return gap, pos
 
 
+def _mean(values: list[float]) -> float:
+    """Mean of the finite values; NaN (no warning) when there are none."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def _range95(values: list[float]) -> list[float]:
+    """2.5% and 97.5% quantiles of the finite values; NaNs (no warning) when there are none."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return [float("nan"), float("nan")]
+    return [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))]
+
+
 def null_row(ts: TraceSet, seed: int) -> dict:
     """The nulls of one model's Table 1 row (see the module docstring); every value has its n."""
     traces = ts.traces
@@ -94,13 +110,10 @@ def null_row(ts: TraceSet, seed: int) -> dict:
     for _ in range(N_SHUFFLES):
         draw = [_intervals_and_positions(np.sort(rng.choice(t.n_steps, len(t.peaks), False)),
                                          t.n_steps) for t in traces]  # fmt: skip
-        shuffled_gap.append(
-            np.nanmean([g for g, _ in draw]) if any(len(t.peaks) > 1 for t in traces) else np.nan
-        )
-        shuffled_pos.append(np.nanmean([p for _, p in draw]) if own.any() else np.nan)
+        shuffled_gap.append(_mean([g for g, _ in draw]))
+        shuffled_pos.append(_mean([p for _, p in draw]))
     gap, gap_n = nanmean_n([g for g, _ in real])
     pos, pos_n = nanmean_n([p for _, p in real])
-    q = lambda v: [float(np.nanquantile(v, 0.025)), float(np.nanquantile(v, 0.975))]  # noqa: E731
     return {
         "n_traces": len(traces),
         "peaks_own": float(own.mean()),
@@ -114,12 +127,12 @@ def null_row(ts: TraceSet, seed: int) -> dict:
         "ratio_exponential_iid": float(np.mean(expo)),
         "avg_interval": gap,
         "avg_interval_n": gap_n,
-        "avg_interval_shuffled": float(np.nanmean(shuffled_gap)),
-        "avg_interval_shuffled_range": q(shuffled_gap),
+        "avg_interval_shuffled": _mean(shuffled_gap),
+        "avg_interval_shuffled_range": _range95(shuffled_gap),
         "peak_position": pos,
         "peak_position_n": pos_n,
-        "peak_position_shuffled": float(np.nanmean(shuffled_pos)),
-        "peak_position_shuffled_range": q(shuffled_pos),
+        "peak_position_shuffled": _mean(shuffled_pos),
+        "peak_position_shuffled_range": _range95(shuffled_pos),
     }
 
 
