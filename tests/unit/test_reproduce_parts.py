@@ -201,3 +201,18 @@ def test_fig3_draws_table2_numbers_under_the_trajectories(tmp_path, monkeypatch)
     assert "n/a (n=0)" in texts  # the base traces have no peak: AOM undefined, not 0
     assert "reasoning: m-model" in texts and "base: m-base" in texts
     assert (tmp_path / "fig3_table2.png").is_file()
+
+
+def test_readme_names_the_command_that_regenerates_its_folder(tmp_path):
+    """figures/smollm2/README.md says how to regenerate SmolLM2's figures, not the organism's."""
+    import json as _json
+
+    from tl_thinktok.reproduce.outputs import write_readme
+
+    out = tmp_path / "smol"
+    out.mkdir()
+    (out / "timings.json").write_text(_json.dumps({"model": "smollm2-135m", "base_model": None}))
+    text = write_readme(out).read_text()
+    assert "reproduce --model smollm2-135m --base-model none --out smol/" in text
+    (out / "timings.json").write_text(_json.dumps({"model": "organism", "base_model": "x"}))
+    assert "`python -m tl_thinktok reproduce --out smol/`" in write_readme(out).read_text()
