@@ -113,6 +113,10 @@ def check_controls(out: Path) -> None:
     ac = json.loads((out / "answer_control.json").read_text())["summary"]
     assert ac["n_traces"] >= 2 and 0 <= ac["pooled_specific_peak_rate"] <= 1
     assert 0 <= ac["null_specific_peak_rate"] <= 1 and ac["null_n_peaks"] > 0
+    cf = ac["counterfactual"]  # the own solution with its numbers changed
+    assert cf["n_traces"] >= 2 and 0 <= cf["step_rate_own_above"] <= 1
+    lo, hi = cf["peaks_minus_null_ci"]
+    assert lo <= cf["peaks_minus_null"] <= hi
     pr = json.loads((out / "peaks_robustness.json").read_text())["means"]
     for k in ("auroc_token_identity", "auroc_position", "top_jaccard_chance"):
         assert k in pr and f"{k}_n" in pr

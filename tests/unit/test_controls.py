@@ -311,3 +311,27 @@ def test_rate_difference_ci_laws():
     d, ci = rate_difference_ci(np.array([3.0, 3]), np.array([4.0, 4]), np.array([1.0, 1]),
                                np.array([4.0, 4]), np.random.default_rng(0))  # fmt: skip
     assert d == pytest.approx(0.5) and ci[0] <= d <= ci[1]
+
+
+@given(
+    st.lists(st.one_of(st.integers(0, 99999).map(str), st.sampled_from(
+        [" ", "So ", " + ", " = ", ". The answer is \\boxed{", "}", "\n", "apples "])),
+        min_size=1, max_size=30),
+    st.integers(0, 1000),
+)  # fmt: skip
+def test_counterfactual_solution_changes_every_number_and_nothing_else(parts, seed):
+    """Law: the words and layout are kept character for character; every run of digits becomes a
+    different run of the same length; equal runs get equal replacements."""
+    import re
+
+    from tl_thinktok.reproduce.experiments.answer_control import counterfactual_solution
+
+    text = "".join(parts)
+    out = counterfactual_solution(text, np.random.default_rng(seed))
+    assert re.sub(r"\d", "#", out) == re.sub(r"\d", "#", text)  # same shape, same words
+    old, new = re.findall(r"\d+", text), re.findall(r"\d+", out)
+    assert len(old) == len(new)
+    mapping: dict = {}
+    for a, b in zip(old, new, strict=True):
+        assert a != b and len(a) == len(b) and (len(b) == 1 or b[0] != "0")
+        assert mapping.setdefault(a, b) == b

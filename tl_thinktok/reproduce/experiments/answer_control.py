@@ -12,12 +12,23 @@ traces with a different answer; the same estimator, layer and steps). Reported:
 * the fraction of the paper's IQR peaks that are answer-specific, against a null: the same test
   with each other answer swapped in as "own" (peaks are extremes of their own trajectory, so they
   beat the others more often than 5% even when the answer does not matter);
-* overlap of the peak sets (Jaccard) and correlation of the trajectories, own vs each other.
+* overlap of the peak sets (Jaccard) and correlation of the trajectories, own vs each other;
+* a *counterfactual answer*: the trace's own gold solution with every number replaced
+  (:func:`counterfactual_solution`: the same words and layout, other numbers and another final
+  answer). Other problems' answers differ in their words too; this one differs only in what is
+  "about the answer", so MI own > counterfactual separates the answer's content from the words a
+  solution shares with its question. Reported: mean MI own vs counterfactual with a 95% CI of the
+  per-trace difference, the share of steps where own > counterfactual, and at the own IQR peaks
+  against its null — at the counterfactual trajectory's own peaks, the share where it beats the
+  own answer (peaks are extremes of their trajectory either way) — with a trace-bootstrap 95% CI
+  of the difference.
 
 Run alone: ``python -m tl_thinktok reproduce --only answer_control --quick``.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import torch
@@ -109,6 +120,76 @@ def swapped_peak_counts(
     return hits, total
 
 
+_NUMBER = re.compile(r"\d+")
+
+
+def counterfactual_solution(text: str, rng: np.random.Generator) -> str:
+    """``text`` with every run of digits replaced by another of the same length (no leading zero
+    unless one digit; the same run → the same replacement), so words and layout stay and every
+    number — the final answer included — changes.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> t = counterfactual_solution("So 12 + 3 = 15. The answer is 15.", rng)
+        >>> t.startswith("So ") and "12" not in t and t.count(t.split()[-1][:-1]) == 2
+        True
+    """
+    mapping: dict[str, str] = {}
+
+    def swap(m: re.Match) -> str:
+        s = m.group(0)
+        if s not in mapping:
+            lo = 10 ** (len(s) - 1) if len(s) > 1 else 0
+            while True:
+                v = str(int(rng.integers(lo, 10 ** len(s))))
+                if v != s:
+                    break
+            mapping[s] = v
+        return mapping[s]
+
+    return _NUMBER.sub(swap, text)
+
+
+def counterfactual_rows(ctx: ExpContext, ts, tensors: list[dict]) -> list[dict]:
+    """Per trace: MI against the own gold solution and against its counterfactual (numbers
+    changed), both representations computed the same way (:func:`answer_representation`)."""
+    from tl_thinktok.probe import answer_representation
+
+    model = ctx.load(ts.model)
+    items = {str(it.id): it for it in ctx.discovery_items(ts.dataset)}
+    rng = np.random.default_rng(ctx.seed + 7)
+    rows = []
+    for tr, t in zip(ts.traces, tensors, strict=True):
+        item = items.get(str(tr.id))
+        if item is None or not item.solution:
+            continue
+        cf_text = counterfactual_solution(item.solution, rng)
+        if cf_text == item.solution:  # no number to change
+            continue
+        x = t["resid"].to(torch.float64)
+        with torch.no_grad():
+            reps = [
+                answer_representation(model, s, layer=tr.layer) for s in (item.solution, cf_text)
+            ]
+        own, cf = (compute_mi(x, r.detach().to("cpu", torch.float64)) for r in reps)
+        above = own > cf
+        pk, cf_pk = peak_indices(own), peak_indices(cf)
+        rows.append({
+            "id": str(tr.id),
+            "mean_mi_own": float(own.mean()),
+            "mean_mi_counterfactual": float(cf.mean()),
+            "own_minus_counterfactual": float((own - cf).mean()),
+            "steps": int(own.size),
+            "steps_own_above": int(above.sum()),
+            "peaks": len(pk),
+            "peaks_own_above": int(above[pk].sum()) if pk else 0,
+            # the null: the counterfactual's own peaks, where it beats the own answer
+            "cf_peaks": len(cf_pk),
+            "cf_peaks_cf_above": int((~above)[cf_pk].sum()) if cf_pk else 0,
+        })  # fmt: skip
+    return rows
+
+
 def choose_others(answers: list[str], i: int, k: int, rng: np.random.Generator) -> list[int]:
     """``k`` random other traces whose gold answer differs from trace ``i``'s (fewer if short)."""
     pool = [j for j, a in enumerate(answers) if j != i and a != answers[i]]
@@ -139,6 +220,27 @@ def rate_difference_ci(
     ci = [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))] if boot.size else [
         float("nan"), float("nan")]  # fmt: skip
     return float(point), ci
+
+
+def counterfactual_numbers(cf: dict) -> dict:
+    """The counterfactual-answer lines of the summary (none when no trace had a number)."""
+    if not cf.get("n_traces"):
+        return {}
+    lo, hi = cf["peaks_minus_null_ci"]
+    return {
+        "counterfactual answer (numbers changed): mean MI own vs counterfactual": (
+            f"{cf['mean_mi_own']:.4f} vs {cf['mean_mi_counterfactual']:.4f} (n={cf['n_traces']})"
+        ),
+        "own − counterfactual, mean over traces ± 95% CI": (
+            f"{cf['own_minus_counterfactual']:+.4f} ± {cf['own_minus_counterfactual_ci95']:.4f}"
+        ),
+        "own > counterfactual at all steps": f"{cf['step_rate_own_above']:.3f}",
+        "own > counterfactual at own IQR peaks vs null (counterfactual > own at its peaks)": (
+            f"{cf['peak_rate_own_above']:.3f} ({cf['n_peaks']} peaks) vs "
+            f"{cf['null_peak_rate_cf_above']:.3f} ({cf['n_cf_peaks']} peaks): "
+            f"{cf['peaks_minus_null']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        ),
+    }
 
 
 def run(ctx: ExpContext) -> Summary:
@@ -198,6 +300,25 @@ def run(ctx: ExpContext) -> Summary:
         rate_difference_ci(own_k, own_n, null_k, null_nn, rng)
     )
 
+    cf_rows = counterfactual_rows(ctx, ts, tensors)
+    cf: dict = {"n_traces": len(cf_rows)}
+    if cf_rows:
+        for key in ("mean_mi_own", "mean_mi_counterfactual"):
+            cf[key] = float(np.mean([r[key] for r in cf_rows]))
+        cf["own_minus_counterfactual"], cf["own_minus_counterfactual_ci95"] = mean_ci(
+            [r["own_minus_counterfactual"] for r in cf_rows]
+        )
+        col = lambda k: np.array([float(r[k]) for r in cf_rows])  # noqa: E731
+        cf["peak_rate_own_above"] = col("peaks_own_above").sum() / max(col("peaks").sum(), 1)
+        cf["null_peak_rate_cf_above"] = col("cf_peaks_cf_above").sum() / max(
+            col("cf_peaks").sum(), 1
+        )
+        cf["step_rate_own_above"] = col("steps_own_above").sum() / col("steps").sum()
+        cf["n_peaks"], cf["n_cf_peaks"] = int(col("peaks").sum()), int(col("cf_peaks").sum())
+        cf["peaks_minus_null"], cf["peaks_minus_null_ci"] = rate_difference_ci(
+            col("peaks_own_above"), col("peaks"), col("cf_peaks_cf_above"), col("cf_peaks"), rng
+        )
+    agg["counterfactual"] = cf
     fig, (a1, a2, a3) = plt.subplots(
         1, 3, figsize=(16, 3.6), gridspec_kw={"width_ratios": [2, 1, 1]}
     )
@@ -249,6 +370,7 @@ def run(ctx: ExpContext) -> Summary:
                 "percentile": PERCENTILE,
                 "summary": agg,
                 "per_trace": rows,
+                "counterfactual_per_trace": cf_rows,
                 "example": {"id": ex_id, **ex},
             },
         ),  # fmt: skip
@@ -271,6 +393,7 @@ def run(ctx: ExpContext) -> Summary:
             f"{agg['specific_peak_rate_minus_null_ci'][1]:+.3f}]"
         ),
         "peak-set Jaccard own vs other": agg["peak_jaccard_own_vs_other"],
+        **counterfactual_numbers(cf),
         "trajectory correlation own vs other": agg["trajectory_corr_own_vs_other"],
         count_key("trajectory correlation own vs other"): agg["trajectory_corr_own_vs_other_n"],
     }
@@ -289,6 +412,8 @@ def run(ctx: ExpContext) -> Summary:
         "are extremes of their own trajectory, so they beat the others more often even when the "
         "answer does not matter: the null is the same test with each other answer swapped in "
         "as 'own' (its own IQR peaks against the rest). Peaks are about the own answer only as "
-        "far as the own rate exceeds that null.",
+        "far as the own rate exceeds that null. Counterfactual answer: the own gold solution "
+        "with every number changed (same words): own > counterfactual means the MI tracks the "
+        "answer's content, not the words a solution shares with its question.",
         files=files,
     )
