@@ -16,10 +16,12 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["accuracy_stats", "mcnemar_exact", "wilson"]
+import numpy as np
+
+__all__ = ["accuracy_stats", "mcnemar_exact", "percentile_interval", "trace_bootstrap", "wilson"]
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -70,3 +72,40 @@ def mcnemar_exact(original: Sequence[bool], other: Sequence[bool]) -> dict[str, 
     m = b + c
     tail = sum(math.comb(m, i) for i in range(min(b, c) + 1)) / 2.0**m if m else 1.0
     return {"n": len(original), "only_original": b, "only_other": c, "p": min(1.0, 2.0 * tail)}
+
+
+def percentile_interval(values: Sequence[float], min_n: int = 1) -> tuple[float, float]:
+    """2.5th and 97.5th percentiles of the finite ``values``; NaNs with fewer than ``min_n``.
+
+    Example:
+        >>> percentile_interval(list(range(101)))
+        (2.5, 97.5)
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < max(min_n, 1):
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(v, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def trace_bootstrap(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    rng: np.random.Generator,
+    n_boot: int = 1000,
+) -> tuple[float, float, float]:
+    """``(statistic(all), lo, hi)``: a statistic of ``n`` traces (given their indices) and its
+    percentile 95% interval over ``n_boot`` resamples of the traces with replacement (resamples
+    where it is undefined, NaN, are dropped).
+
+    Example:
+        >>> d = np.array([1.0, 2.0, 3.0])
+        >>> point, lo, hi = trace_bootstrap(lambda i: d[i].mean(), 3, np.random.default_rng(0))
+        >>> point, lo <= point <= hi
+        (2.0, True)
+    """
+    point = float(statistic(np.arange(n)))
+    boots = [statistic(rng.integers(0, n, n)) for _ in range(n_boot)]
+    lo, hi = percentile_interval(boots)
+    return point, lo, hi

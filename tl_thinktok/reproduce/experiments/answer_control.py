@@ -43,6 +43,7 @@ from tl_thinktok.reproduce.outputs import (
     save_fig,
     save_json,
 )
+from tl_thinktok.reproduce.stats import trace_bootstrap
 from tl_thinktok.reproduce.traces import compute_mi, peak_indices
 
 NAME = "answer_control"
@@ -214,12 +215,8 @@ def rate_difference_ci(
         a, b = own_n[idx].sum(), null_n[idx].sum()
         return own_k[idx].sum() / a - null_k[idx].sum() / b if a and b else float("nan")
 
-    point = diff(np.arange(own_k.size))
-    boot = np.array([diff(rng.integers(0, own_k.size, own_k.size)) for _ in range(n_boot)])
-    boot = boot[np.isfinite(boot)]
-    ci = [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))] if boot.size else [
-        float("nan"), float("nan")]  # fmt: skip
-    return float(point), ci
+    point, lo, hi = trace_bootstrap(diff, own_k.size, rng, n_boot)
+    return point, [lo, hi]
 
 
 def counterfactual_numbers(cf: dict) -> dict:

@@ -27,6 +27,7 @@ from tl_thinktok.reproduce.outputs import (
     save_fig,
     save_json,
 )
+from tl_thinktok.reproduce.stats import trace_bootstrap
 from tl_thinktok.reproduce.traces import TraceSet
 from tl_thinktok.trace import MITrace
 
@@ -55,10 +56,9 @@ def paired_difference(a: dict[str, float], b: dict[str, float], seed: int) -> di
     if not ids:
         return {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
     d = np.array([a[i] - b[i] for i in ids])
-    rng = np.random.default_rng(seed)
-    boot = [d[rng.integers(0, d.size, d.size)].mean() for _ in range(N_BOOT)]
-    return {"diff": float(d.mean()), "lo": float(np.quantile(boot, 0.025)),
-            "hi": float(np.quantile(boot, 0.975)), "n": len(ids)}  # fmt: skip
+    diff, lo, hi = trace_bootstrap(lambda i: d[i].mean(), d.size, np.random.default_rng(seed),
+                                   N_BOOT)  # fmt: skip
+    return {"diff": diff, "lo": lo, "hi": hi, "n": len(ids)}
 
 
 def table2_row(role: str, model: str, traces: list[MITrace]) -> dict:
@@ -113,11 +113,12 @@ def run(ctx: ExpContext) -> Summary:
             r[f"sc_{key}"], r[f"sc_{key}_n"] = nanmean_n([v[key] for v in per])
     diffs: dict[str, dict] = {}
     if len(sets) == 2:
-        (_, rts), (_, bts) = sets
+        stats = {role: {t.id: t.stats() for t in ts.traces} for role, ts in sets}
         for key in ("mean", "std", "aom"):
-            paper = {role: {t.id: getattr(t.stats(), key) for t in ts.traces} for role, ts in sets}
+            paper = {role: {i: getattr(st, key) for i, st in per.items()}
+                     for role, per in stats.items()}  # fmt: skip
             diffs[f"paper {key}"] = paired_difference(paper["reasoning"], paper["base"], ctx.seed)
-            sc = {role: {i: v[key] for i, v in controlled[role].items()} for role in controlled}
+            sc = {role: {i: v[key] for i, v in per.items()} for role, per in controlled.items()}
             diffs[f"scale-controlled {key}"] = paired_difference(
                 sc["reasoning"], sc["base"], ctx.seed
             )

@@ -44,6 +44,7 @@ from tl_thinktok.reproduce.context import ExpContext
 from tl_thinktok.reproduce.experiments.peaks_robustness import spearman
 from tl_thinktok.reproduce.outputs import Summary, count_key, save_csv, save_fig, save_json
 from tl_thinktok.reproduce.rundirs import open_run, slug
+from tl_thinktok.reproduce.stats import percentile_interval
 
 NAME = "importance"
 #: The four measures compared (the agreement table's rows and columns).
@@ -157,14 +158,6 @@ def auroc(score: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def _ci(values: list[float]) -> tuple[float, float]:
-    v = np.asarray([x for x in values if not np.isnan(x)], dtype=np.float64)
-    if v.size < 2:
-        return float("nan"), float("nan")
-    lo, hi = np.percentile(v, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def agreement(traces: list[dict], names: tuple[str, ...], n_boot: int, rng) -> list[dict]:
     """Per pair: mean per-trace Spearman and top-10% overlap with trace-bootstrap 95% intervals."""
     rows = []
@@ -178,7 +171,8 @@ def agreement(traces: list[dict], names: tuple[str, ...], n_boot: int, rng) -> l
             row[f"{label}_n"] = int(ok.sum())
             draws = (rng.integers(0, len(v), len(v)) for _ in range(n_boot))
             boots = [np.nanmean(v[i]) if (~np.isnan(v[i])).any() else np.nan for i in draws]
-            row[f"{label}_lo"], row[f"{label}_hi"] = _ci(boots) if ok.sum() >= 2 else (np.nan,) * 2
+            ci = percentile_interval(boots, min_n=2) if ok.sum() >= 2 else (np.nan, np.nan)
+            row[f"{label}_lo"], row[f"{label}_hi"] = ci
         rows.append(row)
     return rows
 
@@ -202,7 +196,7 @@ def predict_top(traces: list[dict], target: str, n_boot: int, rng) -> dict[str, 
 
         full = score(range(len(traces)))
         boots = [score(rng.integers(0, len(traces), len(traces))) for _ in range(n_boot)]
-        lo, hi = _ci(boots) if not np.isnan(full) else (np.nan, np.nan)
+        lo, hi = percentile_interval(boots, min_n=2) if not np.isnan(full) else (np.nan, np.nan)
         pairs = zip(labels, traces, strict=True)
         n_pos = int(sum(int((lab & ~np.isnan(t[p])).sum()) for lab, t in pairs))
         out[p] = {"auroc": full, "lo": lo, "hi": hi, "n_pos": n_pos,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tl_thinktok.peaks import find_peaks
 from tl_thinktok.reproduce.context import ExpContext
 from tl_thinktok.reproduce.outputs import (
     Summary,
@@ -30,7 +29,8 @@ from tl_thinktok.reproduce.outputs import (
     save_fig,
     save_json,
 )
-from tl_thinktok.reproduce.traces import TraceSet, compute_mi
+from tl_thinktok.reproduce.stats import percentile_interval, trace_bootstrap
+from tl_thinktok.reproduce.traces import TraceSet, compute_mi, peak_indices
 from tl_thinktok.trace import MITrace
 
 NAME = "table1"
@@ -62,7 +62,7 @@ N_BOOT = 1000
 
 
 def _peak_count(values: np.ndarray) -> int:
-    return len(find_peaks(torch.as_tensor(values, dtype=torch.float64)))
+    return len(peak_indices(values))
 
 
 def _intervals_and_positions(peaks: np.ndarray, n: int) -> tuple[float, float]:
@@ -72,34 +72,19 @@ def _intervals_and_positions(peaks: np.ndarray, n: int) -> tuple[float, float]:
     return gap, pos
 
 
-def _mean(values: list[float]) -> float:
-    """Mean of the finite values; NaN (no warning) when there are none."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if v.size else float("nan")
-
-
-def _range95(values: list[float]) -> list[float]:
-    """2.5% and 97.5% quantiles of the finite values; NaNs (no warning) when there are none."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if not v.size:
-        return [float("nan"), float("nan")]
-    return [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))]
-
-
 def null_row(ts: TraceSet, seed: int) -> dict:
     """The nulls of one model's Table 1 row (see the module docstring); every value has its n."""
     traces = ts.traces
     rng = np.random.default_rng(seed)
     own = np.array([len(t.peaks) for t in traces], dtype=np.float64)
-    other = np.empty_like(own)
-    for i, tr in enumerate(traces):
-        y = ts.residuals(traces[(i + 1) % len(traces)])["answer"].to(torch.float64)
-        x = ts.residuals(tr)["resid"].to(torch.float64)
-        other[i] = _peak_count(compute_mi(x, y))
+    tensors = [ts.residuals(t) for t in traces]  # each trace's file read once
+    other = np.array([
+        _peak_count(compute_mi(t["resid"].to(torch.float64),
+                               tensors[(i + 1) % len(traces)]["answer"].to(torch.float64)))
+        for i, t in enumerate(tensors)
+    ], dtype=np.float64)  # fmt: skip
     diff = own - other
-    boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(N_BOOT)]
+    _, lo, hi = trace_bootstrap(lambda i: diff[i].mean(), len(diff), rng, N_BOOT)
     gauss, expo = [], []
     for tr in traces:
         for _ in range(20):
@@ -110,8 +95,8 @@ def null_row(ts: TraceSet, seed: int) -> dict:
     for _ in range(N_SHUFFLES):
         draw = [_intervals_and_positions(np.sort(rng.choice(t.n_steps, len(t.peaks), False)),
                                          t.n_steps) for t in traces]  # fmt: skip
-        shuffled_gap.append(_mean([g for g, _ in draw]))
-        shuffled_pos.append(_mean([p for _, p in draw]))
+        shuffled_gap.append(nanmean_n([g for g, _ in draw])[0])
+        shuffled_pos.append(nanmean_n([p for _, p in draw])[0])
     gap, gap_n = nanmean_n([g for g, _ in real])
     pos, pos_n = nanmean_n([p for _, p in real])
     return {
@@ -119,20 +104,17 @@ def null_row(ts: TraceSet, seed: int) -> dict:
         "peaks_own": float(own.mean()),
         "peaks_other_answer": float(other.mean()),
         "peaks_own_minus_other": float(diff.mean()),
-        "peaks_own_minus_other_ci": [
-            float(np.quantile(boot, 0.025)),
-            float(np.quantile(boot, 0.975)),
-        ],  # fmt: skip
+        "peaks_own_minus_other_ci": [lo, hi],
         "ratio_gaussian_iid": float(np.mean(gauss)),
         "ratio_exponential_iid": float(np.mean(expo)),
         "avg_interval": gap,
         "avg_interval_n": gap_n,
-        "avg_interval_shuffled": _mean(shuffled_gap),
-        "avg_interval_shuffled_range": _range95(shuffled_gap),
+        "avg_interval_shuffled": nanmean_n(shuffled_gap)[0],
+        "avg_interval_shuffled_range": list(percentile_interval(shuffled_gap)),
         "peak_position": pos,
         "peak_position_n": pos_n,
-        "peak_position_shuffled": _mean(shuffled_pos),
-        "peak_position_shuffled_range": _range95(shuffled_pos),
+        "peak_position_shuffled": nanmean_n(shuffled_pos)[0],
+        "peak_position_shuffled_range": list(percentile_interval(shuffled_pos)),
     }
 
 
