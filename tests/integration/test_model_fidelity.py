@@ -158,7 +158,7 @@ def test_length_dependent_rope_is_refused_on_every_host(checkpoints, name, host)
 
 
 @pytest.mark.parametrize("name", ["qwen3-attention-bias", "qwen2-sliding"])
-def test_load_time_check_catches_what_the_hooked_conversion_drops(checkpoints, name):
+def test_load_time_check_catches_what_the_hooked_conversion_drops(checkpoints, name, monkeypatch):
     """Without the feature refusal, the logits check alone refuses these checkpoints on the hooked
     host (``hooked_dropped_feature`` disabled), with the max difference in one line; the bridge
     passes it, and ``verify=False`` records nothing."""
@@ -166,14 +166,11 @@ def test_load_time_check_catches_what_the_hooked_conversion_drops(checkpoints, n
         pytest.skip("TransformerLens 4.x has no HookedTransformer")
     from tl_thinktok.loading import models
 
-    original = models.hooked_dropped_feature
-    models.hooked_dropped_feature = lambda *a, **k: None
-    try:
-        with pytest.raises(ValueError, match=r"max \|logit difference\| [0-9.e+-]+ > ") as err:
-            load_model(str(checkpoints[name]), host="hooked")
-        assert "\n" not in str(err.value)
-    finally:
-        models.hooked_dropped_feature = original
+    monkeypatch.setattr(models, "hooked_dropped_feature", lambda *a, **k: None)
+    with pytest.raises(ValueError, match=r"max \|logit difference\| [0-9.e+-]+ > ") as err:
+        load_model(str(checkpoints[name]), host="hooked")
+    assert "\n" not in str(err.value)
+    monkeypatch.undo()
     info = load_model(str(checkpoints[name]), host="bridge").thinktok_info
     assert info.verified["max_abs_diff"] <= info.verified["tolerance"]
     assert info.verified["tokens"] >= 4 + 16  # past the sliding window of 4

@@ -43,6 +43,7 @@ from tl_thinktok.hosts import (
     fix_bridge_kv_cache,
     model_device,
 )
+from tl_thinktok.hosts.bridge import LENGTH_DEPENDENT_ROPE, rope_type
 from tl_thinktok.loading.gguf import GGUF_MODELS, dequantised_dir, gguf_file
 
 __all__ = [
@@ -232,7 +233,7 @@ def _check_rope_scaling(hf_config: Any) -> dict[str, Any]:
     )
     if not isinstance(scaling, dict):
         return {}
-    kind = str(scaling.get("rope_type") or scaling.get("type") or "default").lower()
+    kind = rope_type(hf_config)
     if kind == "default":
         return {}
     if kind == "llama3":
@@ -450,8 +451,6 @@ def _build_bridge(hf_model: Any, tokenizer: Any, name: str, dtype: torch.dtype, 
     reads its devices from the model (boot refuses ``device_map`` together with ``hf_model``).
     """
     from transformer_lens.model_bridge import TransformerBridge
-
-    from tl_thinktok.hosts.bridge import LENGTH_DEPENDENT_ROPE, rope_type
 
     prepend = tokenizer_adds_bos(tokenizer)
     arch = _architecture(hf_model.config)

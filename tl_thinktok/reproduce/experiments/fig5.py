@@ -170,7 +170,6 @@ def run(ctx: ExpContext) -> Summary:
                 "ids": ids,
                 "hits": hits,
                 "accuracy": float(np.mean([r["correct"] for r in res])),
-                "mean_new_tokens": float(np.mean([r["n_new"] for r in res])),
                 "per_item": res,
             }
 
