@@ -32,15 +32,13 @@ from tl_thinktok.hosts.versions import quiet_cache_rename
 __all__ = [
     "answer_suffix",
     "check_prompt_length",
+    "clip_budget",
     "context_length",
     "decode",
     "encode",
     "eos_id",
-    "fast_decode_unsupported",
     "greedy",
     "greedy_batch",
-    "greedy_batch_states",
-    "last_states_batch",
     "max_new_tokens_room",
     "pad_id",
 ]
@@ -146,8 +144,10 @@ def greedy_batch(
 
     Equal to one-by-one greedy decoding (tested against HF ``generate``); use it only with hooks
     that treat every sequence the same way (token bans: yes; per-sequence state such as
-    Representation Recycling: no). ``max_new_tokens`` is clipped to the context room of the
-    longest prompt (module docstring).
+    Representation Recycling: no). Where the host cannot left-pad exactly
+    (:meth:`~tl_thinktok.hosts.base.HostAdapter.left_padding_safe`: the bridge in float64) it
+    runs one unpadded batch per prompt length. ``max_new_tokens`` is clipped to the context room
+    of the longest prompt (module docstring).
 
     Args:
         model: HookedTransformer or TransformerBridge with a tokenizer.
@@ -170,9 +170,22 @@ def greedy_batch(
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, low=0)
     if not prompts:
         return []
-    max_new_tokens = _batch_budget(model, prompts, max_new_tokens)
+    max_new_tokens = clip_budget(model, prompts, max_new_tokens)
     if max_new_tokens <= 0:
         return [[] for _ in prompts]
+    lengths = sorted({len(p) for p in prompts})
+    if len(lengths) > 1 and not hosts.adapter(model).left_padding_safe():
+        # one batch per prompt length, none padded (the host cannot left-pad exactly)
+        out: list[list[int]] = [[] for _ in prompts]
+        for n in lengths:
+            rows = [i for i, p in enumerate(prompts) if len(p) == n]
+            gens = greedy_batch(
+                model, [prompts[i] for i in rows], max_new_tokens,
+                fwd_hooks=fwd_hooks, stop_at_eos=stop_at_eos,
+            )  # fmt: skip
+            for i, g in zip(rows, gens, strict=True):
+                out[i] = g
+        return out
     toks, _ = _left_pad(model, prompts)
     n = toks.shape[1]
     kwargs: dict[str, Any] = dict(
@@ -217,23 +230,11 @@ def greedy(
     return out[0]
 
 
-def fast_decode_unsupported(model: Any) -> str | None:
-    """Why :func:`greedy_batch_states` cannot run on ``model`` now (``None``: it can)."""
-    return hosts.adapter(model).fast_decode_unsupported()
+def clip_budget(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> int:
+    """Refuse empty prompts; clip ``max_new_tokens`` to the longest prompt's context room.
 
-
-def _fast_adapter(model: Any, layer: int) -> tuple[Any, int]:
-    """The model's adapter and checked layer; ``ValueError`` naming why fast decoding cannot run."""
-    ad = hosts.adapter(model)
-    layer = ad.check_layer(layer)
-    why = ad.fast_decode_unsupported()
-    if why is not None:
-        raise ValueError(f"fast decoding is not available: {why}")
-    return ad, layer
-
-
-def _batch_budget(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> int:
-    """Refuse empty prompts; clip ``max_new_tokens`` to the longest prompt's context room."""
+    Warns (``UserWarning``) when it clips. Every engine applies it (:mod:`tl_thinktok.engines`).
+    """
     for i, p in enumerate(prompts):
         if len(p) == 0:
             raise ValueError(f"prompt {i} is empty: give at least one token id")
@@ -255,85 +256,3 @@ def _left_pad(model: Any, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tenso
     pad = pad_id(model)
     rows = [[pad] * (n - len(p)) + list(p) for p in prompts]
     return torch.tensor(rows, device=hosts.model_device(model)), [n - len(p) for p in prompts]
-
-
-@torch.no_grad()
-def greedy_batch_states(
-    model: Any,
-    prompts: Sequence[Sequence[int]],
-    max_new_tokens: int,
-    layer: int = -1,
-    *,
-    stop_at_eos: bool = True,
-) -> tuple[list[list[int]], list[torch.Tensor]]:
-    """Greedy decoding of several prompts with the host's fast decoder, recording ``h_t``.
-
-    The fast decoder runs the model's own weights without HookPoints (no hook fires, nothing is
-    cached by TransformerLens), so it refuses while hooks or SAEs are attached: use
-    :func:`greedy_batch` with an :class:`~tl_thinktok.probe.MIProbe` there. Tokens equal
-    :func:`greedy_batch`'s and HF ``generate``'s; the states equal the probe's within float
-    round-off (tests/integration/test_fast_decode.py).
-
-    Args:
-        model: HookedTransformer or TransformerBridge with a tokenizer.
-        prompts: token ids per prompt (each non-empty).
-        max_new_tokens: new tokens per prompt (>= 0; clipped to the context room as
-            :func:`greedy_batch`).
-        layer: block whose output is recorded (negative counts from the end).
-        stop_at_eos: cut each row after its first EOS (the loop stops once all rows have one).
-
-    Returns:
-        ``(new ids per prompt, states per prompt)``; ``states[i]`` is ``[len(new[i]), d_model]``
-        (the output of block ``layer`` at the position that predicted each new id).
-
-    Raises:
-        ValueError: an empty prompt, a prompt longer than the context, or a model the fast
-            decoder cannot run (the message says why).
-
-    Example:
-        >>> new, states = greedy_batch_states(model, [encode(model, "2 + 3 =")], 8)
-        ... # doctest: +SKIP
-    """
-    max_new_tokens = check_int("max_new_tokens", max_new_tokens, low=0)
-    ad, layer = _fast_adapter(model, layer)
-    if not prompts:
-        return [], []
-    max_new_tokens = _batch_budget(model, prompts, max_new_tokens)
-    if max_new_tokens <= 0:
-        return [[] for _ in prompts], [
-            torch.zeros(0, ad.d_model, device=hosts.model_device(model)) for _ in prompts
-        ]
-    toks, n_pad = _left_pad(model, prompts)
-    eos = eos_id(model) if stop_at_eos else None
-    new, states = ad.fast_decode(toks, n_pad, int(max_new_tokens), layer, eos)
-    gens, out = [], []
-    for i, row in enumerate(new.tolist()):
-        if eos is not None and eos in row:
-            row = row[: row.index(eos) + 1]
-        gens.append(row)
-        out.append(states[i, : len(row)])
-    return gens, out
-
-
-@torch.no_grad()
-def last_states_batch(
-    model: Any, seqs: Sequence[Sequence[int]], layer: int = -1
-) -> list[torch.Tensor]:
-    """Block ``layer``'s output at the last token of each sequence, one hook-free batched pass.
-
-    The fast counterpart of :func:`tl_thinktok.probe.last_residuals_batch` (same refusals as
-    :func:`greedy_batch_states`).
-
-    Example:
-        >>> ys = last_states_batch(model, [encode(model, "2 + 3 = 5")])  # doctest: +SKIP
-    """
-    ad, layer = _fast_adapter(model, layer)
-    if not seqs:
-        return []
-    for i, p in enumerate(seqs):
-        if len(p) == 0:
-            raise ValueError(f"sequence {i} is empty: give at least one token id")
-        check_prompt_length(model, len(p), what="sequence")
-    toks, n_pad = _left_pad(model, seqs)
-    h = ad.fast_last_states(toks, n_pad, layer)
-    return list(h.unbind(0))

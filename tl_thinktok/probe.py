@@ -148,22 +148,65 @@ def _padded_pass(model: Any, seqs: list[list[int]], layer: int) -> Tensor:
     return captured[0]
 
 
+def _chunked_steps(
+    model: Any, seqs: list[list[int]], prompt_lens: list[int], layer: int, chunk: int
+) -> list[Tensor]:
+    """Rows ``prompt_len - 1 … len - 1`` of block ``layer``'s output, ``chunk`` positions a call.
+
+    Right-padded as :func:`_padded_pass`; the host's KV cache carries the earlier positions.
+    """
+    ad = hosts.adapter(model)
+    i = ad.check_layer(layer)
+    name = ad.resid_post_name(i)
+    width = max(len(q) for q in seqs)
+    pad = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
+    pad = 0 if pad is None else int(pad)
+    toks = torch.tensor([q + [pad] * (width - len(q)) for q in seqs], device=ad.device)
+    parts: list[list[Tensor]] = [[] for _ in seqs]
+    cache = ad.new_kv_cache(len(seqs))
+    captured: list[Tensor] = []
+
+    def capture(x: Tensor, hook: Any) -> None:
+        captured.append(x.detach())
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(name, capture)]):
+        for s in range(0, width, chunk):
+            captured.clear()
+            ad.forward_cached(toks[:, s : s + chunk], cache, i + 1)
+            if len(captured) != 1:
+                raise RuntimeError(f"expected one call of {name}, saw {len(captured)}")
+            h = captured[0]
+            for j, (q, p) in enumerate(zip(seqs, prompt_lens, strict=True)):
+                lo, hi = max(p - 1, s), min(len(q), s + h.shape[1])
+                if lo < hi:  # this chunk holds step rows of trace j
+                    parts[j].append(h[j, lo - s : hi - s].clone())
+    return [torch.cat(p) for p in parts]
+
+
 def step_residuals_batch(
     model: Any,
     traces: Sequence[Sequence[int]],
     prompt_lens: Sequence[int],
     layer: int = -1,
+    *,
+    chunk: int | None = None,
 ) -> list[Float[Tensor, "step d_model"]]:
     """:func:`step_residuals` of several finished traces from ONE right-padded forward pass.
 
     Row ``t`` of trace ``i`` equals ``step_residuals(model, traces[i], prompt_lens[i], layer)[t]``
     up to the round-off of a different matmul shape (tested on both hosts).
 
+    With ``chunk`` the pass runs ``chunk`` positions at a time with the host's KV cache
+    (:meth:`~tl_thinktok.hosts.base.HostAdapter.forward_cached`): no ``[pos, pos]`` attention
+    matrix is built (a 16k-token trace needs ``[chunk, pos]``), and only the step rows are kept,
+    so the memory is the residuals plus one chunk's activations. Every hook fires in each chunk.
+
     Args:
         model: HookedTransformer or TransformerBridge.
         traces: per trace the ids ``prompt + generated``.
         prompt_lens: per trace the number of prompt ids (``1 <= prompt_len < len(trace)``).
         layer: decoder block (negative counts from the end).
+        chunk: positions per cached forward call (``None``: one call over the whole width).
 
     Returns:
         One ``[len(trace) - prompt_len, d_model]`` tensor per trace.
@@ -182,6 +225,9 @@ def step_residuals_batch(
             )
         hosts.check_token_ids(model, q)
     # the last token of a trace is never fed to predict anything: skip it
+    if chunk is not None:
+        chunk = check_int("chunk", chunk, low=1)
+        return _chunked_steps(model, [q[:-1] for q in seqs], lens, layer, chunk)
     h = _padded_pass(model, [q[:-1] for q in seqs], layer)
     return [
         h[j, p - 1 : len(q) - 1].clone() for j, (q, p) in enumerate(zip(seqs, lens, strict=True))

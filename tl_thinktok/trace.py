@@ -33,9 +33,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tl_thinktok import generation
+from tl_thinktok import generation, hosts
 from tl_thinktok._io import JsonIO, atomic_write_text, to_jsonable
 from tl_thinktok._validate import as_f64_vector, as_token_ids, check_bool, check_float, check_int
+from tl_thinktok.engines import Engine, get_engine
 from tl_thinktok.interventions.base import attach_all
 from tl_thinktok.mi import HSIC
 from tl_thinktok.peaks import TraceStats, find_peaks, trace_stats
@@ -51,33 +52,53 @@ __all__ = ["MITrace", "ROUTES", "resolve_route", "residual_file", "strip_eos", "
 
 #: Reference bandwidth of the paper's NOCCO estimator.
 SIGMA = 50.0
-#: Routes of :meth:`MITrace.batch_from_model` (the first is the default: the fastest measured).
-ROUTES = ("auto", "fast", "capture", "teacher")
+#: Routes of :meth:`MITrace.batch_from_model` ("auto" picks one, :func:`resolve_route`).
+ROUTES = ("auto", "capture", "teacher")
+#: Positions per cached forward call of the teacher-forced pass (``"teacher"`` route): a trace
+#: of any length never builds more than a ``[TEACHER_CHUNK, pos]`` attention matrix.
+TEACHER_CHUNK = 256
 #: Space :meth:`MITrace.plot` leaves above the highest labelled peak, as a fraction of the range
 #: (a 7-pt label fits in axes from about 1 inch tall).
 LABEL_HEADROOM = 0.18
 #: MI and norms are computed over chunks of at most this many bytes of float64 step states, so a
 #: long trace never gets a whole float64 copy (docs/performance.md, "Memory").
 _STREAM_BYTES = 64 * 2**20
-_META = ("id", "question", "answer", "text", "correct", "model")
+_META = ("id", "question", "answer", "text", "correct", "model", "engine")
 
 
-def resolve_route(model: Any, route: str = "auto") -> str:
-    """The step-state route :meth:`MITrace.batch_from_model` takes for ``route`` on ``model``.
+def resolve_route(
+    model: Any, route: str = "auto", engine: str = "tl", prompts: Sequence[Sequence[int]] = ()
+) -> str:
+    """The step-state route :meth:`MITrace.batch_from_model` takes.
 
-    ``"auto"`` is ``"fast"`` when the host's fast decoder can run the model now (no hooks or
-    SAEs attached, an implemented architecture), else ``"capture"``; other routes are returned
-    as given (``"fast"`` is checked when it runs).
+    ``"auto"`` is ``"capture"`` (an :class:`~tl_thinktok.probe.MIProbe` during TL's
+    ``generate``: no second pass) for the ``tl`` engine where one left-padded batch decodes the
+    prompts exactly (:meth:`~tl_thinktok.hosts.base.HostAdapter.left_padding_safe`, or prompts of
+    one length), else ``"teacher"`` (the chunked teacher-forced pass after generation). Other
+    engines run no TransformerLens hook while they generate: ``"capture"`` is refused there.
 
     Example:
-        >>> resolve_route(model)  # doctest: +SKIP
-        'fast'
+        >>> resolve_route(model, "auto", "vllm")  # doctest: +SKIP
+        'teacher'
     """
     if route not in ROUTES:
         raise ValueError(f"unknown route {route!r}; expected one of {ROUTES}")
-    if route == "auto":
-        return "fast" if generation.fast_decode_unsupported(model) is None else "capture"
-    return route
+    if route == "capture" and engine != "tl":
+        raise ValueError(
+            f"route 'capture' records the residuals during TransformerLens' generate; the "
+            f"{engine!r} engine runs no TL hook: use route 'teacher' (or 'auto')"
+        )
+    if route == "teacher" or (route == "auto" and engine != "tl"):
+        return "teacher"
+    one_length = len({len(p) for p in prompts}) <= 1
+    if one_length or hosts.adapter(model).left_padding_safe():
+        return "capture"
+    if route == "capture":
+        raise ValueError(
+            "route 'capture' needs one left-padded batch, which this host cannot decode exactly "
+            "(the bridge in float64) for prompts of unequal length: use route 'teacher'"
+        )
+    return "teacher"
 
 
 def residual_file(path: str | Path) -> Path:
@@ -125,8 +146,9 @@ class MITrace(JsonIO):
         sigma: kernel bandwidth of the estimator.
         mi_tol: ``None`` when ``mi`` is the exact estimator; else the fast estimator's tolerance
             (:class:`~tl_thinktok.mi.HSIC` ``tol``; relative error about 1e-6 at ``1e-10``).
-        id, question, answer, text, correct, model: optional metadata (problem id, question,
-            gold answer, decoded generation, graded correctness, model name).
+        id, question, answer, text, correct, model, engine: optional metadata (problem id,
+            question, gold answer, decoded generation, graded correctness, model name, the
+            engine that generated the tokens).
         residuals: ``[step, d]`` ``h_t`` if kept (saved as safetensors, not JSON); float32, or
             float64 for a float64 model.
         answer_rep: ``[d]`` ``h_y`` if kept (same dtype).
@@ -146,6 +168,7 @@ class MITrace(JsonIO):
     text: str | None = None
     correct: bool | None = None
     model: str | None = None
+    engine: str | None = None
     residuals: Tensor | None = field(default=None, repr=False)
     answer_rep: Tensor | None = field(default=None, repr=False)
 
@@ -332,6 +355,7 @@ class MITrace(JsonIO):
         keep_residuals: bool = False,
         drop_eos: bool = False,
         route: str = "auto",
+        engine: str | Engine = "tl",
         mi_tol: float | None = None,
         meta: Sequence[dict[str, Any]] | None = None,
     ) -> list[MITrace]:
@@ -340,24 +364,22 @@ class MITrace(JsonIO):
         Trace ``i`` has the tokens of ``from_model(model, prompts[i], answer_texts[i], ...)``
         and its MI within float32 round-off (tested on both hosts).
 
-        Routes for the step states ``h_t`` (benchmarked in tests/benchmarks/test_bench_trace.py):
+        The tokens come from ``engine`` (:mod:`tl_thinktok.engines`: ``"tl"`` TransformerLens
+        ``generate``, ``"hf"`` HF ``generate``, ``"vllm"``), the step states ``h_t`` always
+        from TransformerLens' hook points, by one of two routes (benchmarked in
+        tests/benchmarks/test_bench_trace.py):
 
-        * ``"fast"``: the host's fast decoder (:func:`~tl_thinktok.generation.greedy_batch_states`:
-          the model's weights without HookPoints) records them while it generates, and the
-          answer representations come from its hook-free pass
-          (:func:`~tl_thinktok.generation.last_states_batch`). Same tokens, states equal to
-          float round-off; refused while hooks or SAEs are attached, or for an architecture
-          the decoder does not implement (the error says which);
-        * ``"capture"``: an :class:`~tl_thinktok.probe.MIProbe` records them during the host's
+        * ``"capture"``: an :class:`~tl_thinktok.probe.MIProbe` records them during TL's
           ``generate`` (every hook and SAE attached to the model applies); no second pass;
-        * ``"teacher"``: one right-padded teacher-forced pass over all traces afterwards
+          ``tl`` engine only;
+        * ``"teacher"``: one right-padded teacher-forced pass over all traces afterwards, in
+          chunks of :data:`TEACHER_CHUNK` positions with the host's KV cache
           (:func:`~tl_thinktok.probe.step_residuals_batch`), the definition of
-          :meth:`from_tokens` (a 16k-token trace needs the full attention matrix: avoid there);
-        * ``"auto"`` (default): ``"fast"`` where the model allows it, else ``"capture"``
-          (:func:`resolve_route`).
+          :meth:`from_tokens`;
+        * ``"auto"`` (default): :func:`resolve_route`.
 
-        Outside ``"fast"`` the answer representations come from one batched pass
-        (:func:`~tl_thinktok.probe.last_residuals_batch`).
+        The answer representations come from one batched pass
+        (:func:`~tl_thinktok.probe.last_residuals_batch`). Each trace records its ``engine``.
 
         Args:
             model: HookedTransformer or TransformerBridge with a tokenizer.
@@ -369,7 +391,9 @@ class MITrace(JsonIO):
             bos: BOS policy for text prompts and answers (``None`` = the model's default).
             keep_residuals: keep ``h_t`` / ``h_y`` on each trace.
             drop_eos: drop a final EOS step (as :meth:`from_model`).
-            route: ``"auto"``, ``"fast"``, ``"capture"`` or ``"teacher"``.
+            route: ``"auto"``, ``"capture"`` or ``"teacher"``.
+            engine: ``"tl"`` (default), ``"hf"``, ``"vllm"`` or an
+                :class:`~tl_thinktok.engines.Engine`.
             mi_tol: ``None`` (default) = the exact estimator; a float = the fast low-rank
                 estimator with that tolerance (``1e-10``: relative error about 1e-6, docs/
                 performance.md), recorded on each trace.
@@ -388,7 +412,6 @@ class MITrace(JsonIO):
             ...     model, ["Q: 2+3?", "Q: 4+4?"], ["2+3=5", "4+4=8"], max_new_tokens=32
             ... )  # doctest: +SKIP
         """
-        route = resolve_route(model, route)
         if mi_tol is not None:
             mi_tol = check_float("mi_tol", mi_tol, low=0.0)
             if mi_tol == 0.0:
@@ -419,32 +442,30 @@ class MITrace(JsonIO):
             a = generation.encode(model, text, bos=bos)
             generation.check_prompt_length(model, len(a), what="answer text")
             answers.append(a)
-        if route == "fast":
-            news, states = generation.greedy_batch_states(model, ids, max_new_tokens, layer)
-            gens = [trace_steps(model, n, drop_eos=drop_eos) for n in news]
-            resid = [h[: len(g)] for h, g in zip(states, gens, strict=True)]
-        elif route == "capture":
+        eng = get_engine(model, engine)
+        route = resolve_route(model, route, eng.name, ids)
+        if route == "capture":
             probe = MIProbe(layer)
             with attach_all(model, probe):
                 news = generation.greedy_batch(model, ids, max_new_tokens)
             gens = [trace_steps(model, n, drop_eos=drop_eos) for n in news]
             resid = probe.pop_rows([len(g) for g in gens])  # moved out: never held twice
         else:
-            news = generation.greedy_batch(model, ids, max_new_tokens)
+            news = eng.generate(ids, max_new_tokens)
             gens = [trace_steps(model, n, drop_eos=drop_eos) for n in news]
             full = [p + g for p, g in zip(ids, gens, strict=True)]
             for f in full:
                 generation.check_prompt_length(
                     model, len(f) - 1, what="trace (minus its last token)"
                 )
-            resid = step_residuals_batch(model, full, [len(p) for p in ids], layer)
-        if route == "fast":
-            ys = generation.last_states_batch(model, answers, layer)
-        else:
-            ys = last_residuals_batch(model, answers, layer)
+            resid = step_residuals_batch(
+                model, full, [len(p) for p in ids], layer, chunk=TEACHER_CHUNK
+            )
+        ys = last_residuals_batch(model, answers, layer)
         out = []
         for p, g, h, y, m in zip(ids, gens, resid, ys, metas, strict=True):
             m.setdefault("text", generation.decode(model, g))
+            m.setdefault("engine", eng.name)
             out.append(cls._build(
                 p + g, len(p), layer, _states(h), _states(y), sigma, keep_residuals, m,
                 mi_tol=mi_tol,

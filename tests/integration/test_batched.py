@@ -4,7 +4,8 @@ Covered on both hosts (HookedTransformer and TransformerBridge), prompts of diff
 (left padding), KV cache on and off: RepresentationRecycling (per-row triggers on different steps,
 per-row coins, EOS per row; each row also against the HF two-pass reference of
 ``test_recycle.py``), SuppressTokens (and HF ``suppress_tokens``), MIProbe (row residuals and MI
-to 1e-9 in float64), reference TTTS and ``MITrace.batch_from_model`` (both routes).
+to 1e-9 in float64), reference TTTS and ``MITrace.batch_from_model`` (both routes, tl and hf
+engines).
 """
 
 from __future__ import annotations
@@ -337,9 +338,11 @@ def test_mi_first_order_bound_holds_for_float32_roundoff(seed):
     assert (change <= bound).all() and (change >= 0.4 * (bound - 1e-9)).all()
 
 
-@pytest.mark.parametrize("route", ["capture", "teacher", "fast"])
+@pytest.mark.parametrize(
+    ("engine", "route"), [("tl", "capture"), ("tl", "teacher"), ("hf", "auto")]
+)
 @pytest.mark.parametrize("host", HOSTS)
-def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, route):
+def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, engine, route):
     """Batched traces == one-by-one ``MITrace.from_model``: tokens equal, MI to round-off (float64).
 
     Hooked host: float64 throughout, MI to 1e-9. Bridge: HF's eager attention takes the softmax in
@@ -351,10 +354,8 @@ def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, route
     (seen with transformers 5.24 on CI: MI 0.07750509 vs 0.07750508). There the test bounds the
     residual difference by float32 round-off of |h| (16 u) and the MI difference by the
     first-order propagation of that residual difference (:func:`_mi_first_order_bound`), never by
-    a loosened constant. Route ``fast`` on the bridge runs HF's modules in float64 throughout,
-    while the bridge's own forward (``from_model``) takes the float32 softmax: there the batch is
-    compared with each prompt alone on the same route (1e-9) and with ``from_model`` in the same
-    way.
+    a loosened constant. Engine ``hf`` generates with HF's own ``generate``; its residuals come
+    from the chunked teacher-forced pass, as route ``teacher``.
     """
     from tl_thinktok.trace import MITrace
 
@@ -380,11 +381,11 @@ def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, route
     tok.eos_token_id = eos
     kw = dict(max_new_tokens=12, keep_residuals=True)
     try:
-        got = MITrace.batch_from_model(model, prompts, answers, route=route,
+        got = MITrace.batch_from_model(model, prompts, answers, route=route, engine=engine,
                                        meta=[{"id": str(i)} for i in range(4)], **kw)  # fmt: skip
         one = [MITrace.from_model(model, p, a, **kw) for p, a in
                zip(prompts, answers, strict=True)]  # fmt: skip
-        alone = [MITrace.batch_from_model(model, [p], [a], route=route, **kw)[0]
+        alone = [MITrace.batch_from_model(model, [p], [a], route=route, engine=engine, **kw)[0]
                  for p, a in zip(prompts, answers, strict=True)]  # fmt: skip
     finally:
         tok.eos_token_id = old
@@ -406,7 +407,7 @@ def test_trace_batch_from_model_equals_from_model(setup, f64_models, host, route
     for i, (b, a, x) in enumerate(zip(got, one, alone, strict=True)):
         assert b.tokens == a.tokens == x.tokens and b.prompt_len == a.prompt_len
         assert b.id == str(i) and b.text == a.text
-        close(b, x, float32_softmax and route != "fast")
+        close(b, x, float32_softmax)
         close(b, a, float32_softmax)
         assert b.peaks == a.peaks
 

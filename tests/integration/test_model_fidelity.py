@@ -6,11 +6,11 @@ Random-weight HF checkpoints with the real architectures' features (no hub):
   ``original_max_position_embeddings``, long ones past it) and ``dynamic`` NTK (grows the base once
   the sequence passes ``max_position_embeddings``). HF's batched (left-padded) ``generate`` itself
   differs from each prompt generated alone there (the tables follow the longest row), so no host
-  reproduces them: both refuse at load, naming the kind. The fixed-table kinds (``linear``,
-  ``llama3``) run the bridge's hook-free decoder, and its greedy tokens
-  (``generation.greedy_batch_states``, route "auto"'s trace path), with generation crossing
-  ``original_max_position_embeddings``, equal HF ``generate`` of each prompt alone; the hooked
-  host refuses ``linear`` (TransformerLens has no such scaling).
+  reproduces them: both refuse at load, naming the kind. With the fixed-table kinds (``linear``,
+  ``llama3``) the bridge's greedy tokens on every engine (``tl``, ``hf``), with generation
+  crossing ``original_max_position_embeddings``, equal HF ``generate`` of each prompt alone, and
+  the chunked teacher-forced residuals equal HF's hidden states; the hooked host refuses
+  ``linear`` (TransformerLens has no such scaling).
 * Qwen2 / Qwen3 with a sliding window that a layer uses, and Qwen3 with attention biases: the hooked
   host's conversion drops them, so ``load_model(host="hooked")`` refuses, naming the feature; the
   bridge (HF's own modules) equals HF.
@@ -23,8 +23,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from tl_thinktok import generation, hosts
-from tl_thinktok.hosts.bridge import _hf_decoder_unsupported
+from tl_thinktok.engines import get_engine
 from tl_thinktok.loading import load_model
+from tl_thinktok.probe import step_residuals_batch
 from tl_thinktok.testing.models import make_random_hf_model
 
 N_NEW = 20
@@ -46,12 +47,11 @@ def _longrope() -> dict:
     }
 
 
-#: name → (arch, extra HF config fields, whether the bridge's hook-free decoder may run it)
+#: name → (arch, extra HF config fields)
 CASES = {
     "linear": (
         "llama",
         {"rope_parameters": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 3.0}},
-        True,
     ),  # fmt: skip
     "llama3": (
         "llama",
@@ -65,19 +65,16 @@ CASES = {
                 "original_max_position_embeddings": 16,
             }
         },
-        True,
     ),  # fmt: skip
     "qwen2-sliding": (
         "qwen2",
         {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 0},
-        False,
     ),
     "qwen3-sliding": (
         "qwen3",
         {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 0},
-        False,
     ),
-    "qwen3-attention-bias": ("qwen3", {"attention_bias": True, "random_biases": True}, True),
+    "qwen3-attention-bias": ("qwen3", {"attention_bias": True, "random_biases": True}),
 }
 #: RoPE kinds no host reproduces: refused at load on every host
 LENGTH_DEPENDENT = {
@@ -102,7 +99,7 @@ HOOKED_REFUSES = {
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     out = {}
-    every = {k: (a, e) for k, (a, e, _) in CASES.items()} | LENGTH_DEPENDENT
+    every = CASES | LENGTH_DEPENDENT
     for name, (arch, extra) in every.items():
         path = tmp_path_factory.mktemp(name)
         out[name] = make_random_hf_model(path, arch, seed=1, **extra)
@@ -118,24 +115,28 @@ def _hf_alone(hf, ids: list[int], eos: int | None, pad: int) -> list[int]:
     return row[: row.index(eos) + 1] if eos is not None and eos in row else row
 
 
+@pytest.mark.parametrize("engine", ["tl", "hf"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_bridge_equals_hf_and_uses_the_decoder_only_where_exact(checkpoints, name):
+def test_bridge_engines_and_residuals_equal_hf(checkpoints, name, engine):
+    """Greedy tokens of each engine equal HF ``generate`` of each prompt alone (past
+    ``original_max_position_embeddings`` / the sliding window); the chunked teacher-forced
+    residuals equal HF's hidden states of block 0."""
     if "bridge" not in hosts.supported_hosts():
         pytest.fail("every supported TransformerLens version offers the bridge")
     path = checkpoints[name]
     bridge = load_model(str(path), host="bridge")
     hf = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager").eval()
-    om = bridge.original_model
-    why = _hf_decoder_unsupported(om)
-    if CASES[name][2]:
-        assert why is None, why
-    else:  # the reason names the feature
-        assert why is not None and ("sliding" if "sliding" in name else name) in why, why
     prompts = [generation.encode(bridge, t) for t in TEXTS]
     eos, pad = generation.eos_id(bridge), generation.pad_id(bridge)
-    new, states = generation.greedy_batch_states(bridge, prompts, N_NEW, -1)
+    new = get_engine(bridge, engine).generate(prompts, N_NEW)
     assert new == [_hf_alone(hf, p, eos, pad) for p in prompts]
     assert any(len(p) + len(g) > 16 for p, g in zip(prompts, new, strict=True))  # crossed
+    full = [p + g for p, g in zip(prompts, new, strict=True)]
+    got = step_residuals_batch(bridge, full, [len(p) for p in prompts], 0, chunk=5)
+    for f, p, h in zip(full, prompts, got, strict=True):
+        with torch.no_grad():
+            ref = hf(torch.tensor([f[:-1]]), output_hidden_states=True).hidden_states[1][0]
+        torch.testing.assert_close(h, ref[len(p) - 1 :], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", list(HOOKED_REFUSES))

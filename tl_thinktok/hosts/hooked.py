@@ -12,15 +12,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from tl_thinktok.hosts import fast_decoder
 from tl_thinktok.hosts.base import HostAdapter
-from tl_thinktok.hosts.fast_decoder import BlockWeights, DecoderWeights
 from tl_thinktok.hosts.versions import supported_hosts
 
 __all__ = ["HookedAdapter"]
@@ -117,128 +114,22 @@ class HookedAdapter(HostAdapter):
             out["shortformer_pos_embed"] = spe[:, sl]
         return out
 
-    # ------------------------------------------------------------------ fast decoding
-    def fast_decode_unsupported(self) -> str | None:
-        """``None`` when :mod:`~tl_thinktok.hosts.fast_decoder` can run this model now."""
-        why = _decoder_unsupported(self.model)
-        if why is not None:
-            return why
-        return self._attached_hooks_reason()
-
-    def _decoder_weights(self) -> DecoderWeights:
-        why = self.fast_decode_unsupported()
-        if why is not None:
-            raise ValueError(f"fast decoding is not available: {why}")
-        return _hooked_weights(self.model)
-
-    def fast_decode(
-        self,
-        tokens: Tensor,
-        n_pad: Sequence[int],
-        max_new_tokens: int,
-        layer: int,
-        eos: int | None,
-    ) -> tuple[Tensor, Tensor]:
-        """Greedy decoding with :func:`tl_thinktok.hosts.fast_decoder.decode` (base contract)."""
-        w = self._decoder_weights()
-        return fast_decoder.decode(w, tokens, n_pad, max_new_tokens, self.check_layer(layer), eos)
-
-    def fast_last_states(self, tokens: Tensor, n_pad: Sequence[int], layer: int) -> Tensor:
-        """Block ``layer``'s output at each row's last position (fast_decoder, no hooks)."""
-        w = self._decoder_weights()
-        return fast_decoder.last_states(w, tokens, n_pad, self.check_layer(layer))
-
-
-#: ``(cfg field, value it must have)`` for the fast decoder to reproduce TransformerLens' forward.
-_REQUIRED: tuple[tuple[str, Any], ...] = (
-    ("positional_embedding_type", "rotary"),
-    ("gated_mlp", True),
-    ("act_fn", "silu"),
-    ("attn_only", False),
-    ("parallel_attn_mlp", False),
-    ("post_embedding_ln", False),
-    ("use_normalization_before_and_after", False),
-    ("use_logn_attn", False),
-    ("use_dynamic_ntk_rope", False),
-    ("use_attention_sinks", False),
-    ("clip_qkv", None),
-    ("load_in_4bit", False),
-    ("attention_dir", "causal"),
-    ("attn_types", None),
-)
-_NORMS = ("RMS", "RMSPre")
-_ARCHITECTURES = (None, "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
-
-
-def _decoder_unsupported(model: Any) -> str | None:
-    """Why the fast decoder cannot reproduce this HookedTransformer's forward (``None``: it can)."""
-    cfg = model.cfg
-    arch = getattr(cfg, "original_architecture", None)
-    if arch not in _ARCHITECTURES:
-        return f"architecture {arch} is not one of {[a for a in _ARCHITECTURES if a]}"
-    if getattr(cfg, "normalization_type", None) not in _NORMS:
-        return f"normalization_type={cfg.normalization_type!r} (needs one of {_NORMS})"
-    for name, want in _REQUIRED:
-        got = getattr(cfg, name, want)
-        if got != want:
-            return f"cfg.{name}={got!r} (the fast decoder needs {want!r})"
-    for name in ("attn_scores_soft_cap", "output_logits_soft_cap"):
-        cap = getattr(cfg, name, -1.0)
-        if cap is not None and cap > 0:
-            return f"cfg.{name}={cap} (soft caps are not implemented)"
-    if getattr(model, "acts_to_saes", None):
-        return "SAEs are attached (sae-lens splices them into the forward)"
-    return fast_decoder.device_problem(model)
-
-
-def _hooked_weights(model: Any) -> DecoderWeights:
-    """TransformerLens' parameters as :class:`DecoderWeights` (only Q/K/V are copied, fused)."""
-    cfg = model.cfg
-    attn0 = model.blocks[0].attn
-    # K/V heads as stored (GQA keeps n_key_value_heads; ungroup_grouped_query_attention expands)
-    n_kv = int(getattr(attn0, "_W_K", attn0.W_K).shape[0])
-    blocks = []
-    for block in model.blocks:
-        attn, mlp = block.attn, block.mlp
-        w_k, w_v = getattr(attn, "_W_K", attn.W_K), getattr(attn, "_W_V", attn.W_V)
-        b_k, b_v = getattr(attn, "_b_K", attn.b_K), getattr(attn, "_b_V", attn.b_V)
-        # [heads, d_model, d_head] -> [d_model, heads * d_head], Q | K | V side by side
-        ws = [w.permute(1, 0, 2).reshape(w.shape[1], -1) for w in (attn.W_Q, w_k, w_v)]
-        qk_norm = bool(getattr(cfg, "use_qk_norm", False))
-        blocks.append(
-            BlockWeights(
-                ln1=block.ln1,
-                ln2=block.ln2,
-                w_qkv=torch.cat(ws, dim=1),
-                b_qkv=torch.cat([attn.b_Q.reshape(-1), b_k.reshape(-1), b_v.reshape(-1)]),
-                w_o=attn.W_O.reshape(cfg.n_heads * cfg.d_head, -1),  # a view
-                b_o=attn.b_O,
-                q_norm=attn.q_norm if qk_norm else None,
-                k_norm=attn.k_norm if qk_norm else None,
-                scale=1.0 / float(attn.attn_scale),
-                w_gate=mlp.W_gate,
-                w_up=mlp.W_in,
-                b_up=mlp.b_in,
-                w_down=mlp.W_out,
-                b_down=mlp.b_out,
+    # ------------------------------------------------------------------ teacher forcing
+    def new_kv_cache(self, batch: int) -> Any:
+        """TransformerLens' own KV cache (``TransformerLensKeyValueCache``) for ``batch`` rows."""
+        try:  # TL 3.x
+            from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+        except ImportError:  # older layout
+            from transformer_lens.past_key_value_caching import (  # type: ignore[no-redef]
+                HookedTransformerKeyValueCache as TransformerLensKeyValueCache,
             )
-        )
+        return TransformerLensKeyValueCache.init_cache(self.model.cfg, self.device, batch)
 
-    def rotary(n: int) -> tuple[Tensor, Tensor]:
-        if attn0.rotary_cos.shape[0] < n:
-            attn0._extend_rotary_embeddings(n)
-        return attn0.rotary_cos, attn0.rotary_sin  # every block holds the same tables
+    def forward_cached(self, tokens: Tensor, cache: Any, stop_at_layer: int) -> None:
+        """``model(tokens, past_kv_cache=cache)`` (base contract).
 
-    return DecoderWeights(
-        embed=model.embed,
-        blocks=blocks,
-        ln_final=model.ln_final,
-        w_u=model.unembed.W_U,
-        b_u=model.unembed.b_U,
-        n_heads=cfg.n_heads,
-        n_kv=n_kv,
-        d_head=cfg.d_head,
-        rotary_dim=cfg.rotary_dim or cfg.d_head,
-        adjacent_pairs=bool(cfg.rotary_adjacent_pairs),
-        rotary=rotary,
-    )
+        An all-ones attention mask is passed: with a cache TransformerLens otherwise derives one
+        from the pad id, which would mask real tokens equal to it.
+        """
+        mask = torch.ones_like(tokens)
+        self.model(tokens, past_kv_cache=cache, attention_mask=mask, stop_at_layer=stop_at_layer)

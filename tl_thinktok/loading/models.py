@@ -110,6 +110,9 @@ class LoadInfo(JsonIO):
         verified: the load-time fidelity check (:func:`verify_against_hf`): probe length,
             max |host logits − HF logits|, its tolerance; None when not run (``verify=False``,
             official TransformerLens names, models split over devices).
+        source_dir: the HF checkpoint directory the weights came from (a bundled or local HF
+            dir, a ``.gguf`` file's dequantised dir); the ``hf`` and ``vllm`` engines load it.
+            None for llama2.c checkpoints and hub names.
 
     Example:
         >>> info = LoadInfo("stories260k", None, "LlamaForCausalLM", "hooked", "float32")
@@ -124,6 +127,7 @@ class LoadInfo(JsonIO):
     dtype: str
     processing: dict[str, bool] = field(default_factory=lambda: dict(NO_PROCESSING))
     verified: dict[str, Any] | None = None
+    source_dir: str | None = None
     # to_dict / from_dict / save(path) -> Path / load(path): JsonIO
 
 
@@ -608,6 +612,15 @@ def _load_local(
     )
 
 
+def _source_dir(path: Path) -> str | None:
+    """The HF checkpoint directory behind a local model path (None for llama2.c checkpoints)."""
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return str(dequantised_dir(path))
+    if path.is_dir() and (path / "config.json").is_file():
+        return str(path)
+    return None
+
+
 def _official_tl_name(name: str) -> str | None:
     """TransformerLens' official name for ``name`` (an alias such as ``"gpt2-small"``), or None."""
     try:  # TL 4.x (and recent 3.x)
@@ -767,7 +780,9 @@ def load_model(
 
     if path is not None:
         hf_model, tok = _load_local(path, tokenizer, torch_dtype, hf_kwargs)
-        return _finish(hf_model, tok, name, str(path), host, torch_dtype, device, n_split, verify)
+        model = _finish(hf_model, tok, name, str(path), host, torch_dtype, device, n_split, verify)
+        model.thinktok_info.source_dir = _source_dir(path)
+        return model
 
     official = _official_tl_name(name)
     if official is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from tl_thinktok import organism
 from tl_thinktok.datasets import Item, grade, prompt_for
+from tl_thinktok.engines import get_engine
 from tl_thinktok.generation import decode, encode, greedy_batch
 from tl_thinktok.loading import model_fingerprint
 from tl_thinktok.reproduce.context import ExpContext
@@ -98,6 +99,9 @@ def accuracy_run(ctx: ExpContext, kind: str, extra: dict[str, Any]) -> RunDir:
         "max_new_tokens": ctx.budget(budget) if budget else ctx.size("max_new_tokens"),
         **extra,
     }
+    engine = ctx.engine if kind == "suppression" else "tl"  # RR and TTTS need TL hooks
+    if engine != "tl":  # "tl" runs keep their config (and their cached results)
+        cfg["engine"] = engine
     run = open_run(ctx.run_dir, ctx.model, kind, cfg)
     run.executor = ctx.executor  # pending items: serial, Ray workers or one shard
     return run
@@ -110,15 +114,23 @@ def generate_and_grade(
     items: Sequence[Item],
     hooks: Sequence[tuple[str, Callable]] = (),
     max_new_tokens: int | None = None,
+    *,
+    banned_ids: Sequence[int] = (),
+    engine: str | None = None,
 ) -> list[dict[str, Any]]:
     """Greedy answers (batched) for ``items`` with ``hooks`` attached, graded.
+
+    Without ``hooks`` the answers come from ``ctx.engine`` (:mod:`tl_thinktok.engines`), with
+    ``banned_ids`` never generated; with ``hooks``, from TransformerLens (``tl``).
 
     Args:
         ctx: the context (batch size; budget of the running experiment by default).
         model: the model.
         dataset: dataset name (grading rule).
         items: problems.
-        hooks: forward hooks attached during generation.
+        hooks: forward hooks attached during generation (``tl`` engine).
+        banned_ids: ids the engine never generates (logits ``-inf``).
+        engine: engine name (``None`` = ``ctx.engine``).
         max_new_tokens: generation budget (``None`` = ``ctx.size("max_new_tokens")``, the
             running experiment's budget).
 
@@ -129,8 +141,14 @@ def generate_and_grade(
     out: list[dict[str, Any]] = []
     bs = ctx.size("batch_size")
     max_new = ctx.size("max_new_tokens") if max_new_tokens is None else max_new_tokens
+    if hooks and banned_ids:
+        raise ValueError("give hooks or banned_ids, not both")
+    eng = get_engine(model, "tl" if hooks else (engine or ctx.engine))
     for s in range(0, len(items), bs):
-        gens = greedy_batch(model, prompts[s : s + bs], max_new, fwd_hooks=hooks)
+        if hooks:
+            gens = greedy_batch(model, prompts[s : s + bs], max_new, fwd_hooks=hooks)
+        else:
+            gens = eng.generate(prompts[s : s + bs], max_new, banned_ids=banned_ids)
         for it, g in zip(items[s : s + bs], gens, strict=True):
             text = decode(model, g)
             out.append(

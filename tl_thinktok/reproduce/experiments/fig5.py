@@ -158,10 +158,12 @@ def run(ctx: ExpContext) -> Summary:
 
         def do(unit, items=items, ds=ds):
             _, k, ids = unit
-            if ids:
+            if ids and ctx.engine == "tl":
                 ban = SuppressTokens(ids)
                 res = generate_and_grade(ctx, model, ds, items, ban.fwd_hooks(model))
                 hits = ban.hits
+            elif ids:  # another engine bans the ids itself (it cannot count the hits)
+                res, hits = generate_and_grade(ctx, model, ds, items, banned_ids=ids), None
             else:
                 res, hits = generate_and_grade(ctx, model, ds, items), 0
             return {

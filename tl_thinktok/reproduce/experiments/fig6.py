@@ -74,6 +74,10 @@ def run(ctx: ExpContext) -> Summary:
     items = ctx.eval_items(ds, ctx.size("n_rr"))
     discovery = [i.id for i in ctx.discovery_items(ds)]
     budget = ctx.budget("rr")
+    # the original and RR from one engine: RR needs TL hooks while generating
+    engine = ctx.engine_for(
+        "fig6 (Representation Recycling)", "RR re-runs a block through TransformerLens hooks"
+    )
     run_ = accuracy_run(
         ctx,
         "recycling",
@@ -90,7 +94,7 @@ def run(ctx: ExpContext) -> Summary:
     base = run_.map(
         ["original"],
         key=str,
-        fn=lambda _: generate_and_grade(ctx, model, ds, items),
+        fn=lambda _: generate_and_grade(ctx, model, ds, items, engine=engine),
         progress=False,
     )[0]
 

