@@ -57,9 +57,11 @@ def test_plan_covers_figs9_20_theorem_bounds_answer_control_and_table3():
         by.setdefault(w.experiment, []).append(w)
     # figs9_20 draws the base model's grid too: both trace passes
     assert [w.items for w in by["traces"]] == [ctx.size("n_traces"), ctx.size("n_base_traces")]
-    # quick organism: 4 cut points x 8 traces, a 6-token forced answer and one scoring forward each
-    assert (ctx.size("n_bounds_steps"), ctx.size("n_traces")) == (4, 8)
-    assert [(w.items, w.tokens_per_item) for w in by["theorem_bounds"]] == [(32, 6), (32, 1)]
+    # quick organism: 8 traces scored teacher-forced at every cut 0 .. budget (one forward each)
+    assert ctx.size("n_traces") == 8
+    assert [(w.items, w.tokens_per_item) for w in by["theorem_bounds"]] == [
+        (8 * (ctx.budget("traces") + 1), 1)
+    ]
     (ac,) = by["answer_control"]  # quick: 5 other answers per trace, MI only
     assert ac.items == 5 * 8 and ac.tokens == 0
     (t3,) = by["table3"]  # the organism's extra bundled dataset: GSM8K, 3 traces in quick mode
@@ -68,10 +70,10 @@ def test_plan_covers_figs9_20_theorem_bounds_answer_control_and_table3():
     assert plan.trace_only == ["figs9_20"]
     assert "the trace pass is all the model work of: figs9_20" in plan.to_text()
     assert WorkPlan.from_dict(plan.to_dict()) == plan
-    # without a base model, one trace pass; on a real model's dataset, no organism bounds panel
+    # without a base model, one trace pass; a real model's bounds score its traces too
     alone = make_plan(ExpContext(model="organism", base_model="none", quick=True), ["figs9_20"],
                       probe=False)  # fmt: skip
     assert [w.experiment for w in alone.lines] == ["traces"]
     real = make_plan(ExpContext(model="deepseek-ai/DeepSeek-R1-Distill-Llama-8B"),
                      ["theorem_bounds"], probe=False)  # fmt: skip
-    assert [w.experiment for w in real.lines] == ["traces"]
+    assert [w.experiment for w in real.lines] == ["traces", "theorem_bounds"]

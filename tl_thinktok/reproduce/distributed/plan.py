@@ -2,7 +2,7 @@
 estimate from a short measured tokens/s probe, printed before anything long starts.
 
 Every experiment is covered: the trace pass (reasoning and base model) of the experiments that
-read it, table3's extra datasets, theorem_bounds' forced answers and answer scoring (organism),
+read it, table3's extra datasets, theorem_bounds' answer scoring at every thinking step,
 answer_control's MI against other answers (no generation: listed with 0 tokens), importance's
 counterfactual continuations and its all-block forward per trace, and the accuracy runs of
 fig5-7. The experiments that only read the trace pass are named below the table.
@@ -150,15 +150,13 @@ def make_plan(ctx: Any, names: Sequence[str], probe: bool = True) -> WorkPlan:
             if ds != ctx.dataset:
                 lines.append(WorkLine("table3", f"traces of {ctx.model} on {ds}", n_extra,
                                       ctx.budget("traces")))  # fmt: skip
-    if "theorem_bounds" in names and ctx.dataset == "organism":
-        from tl_thinktok.reproduce.experiments.theorem_bounds import FORCED_ANSWER_TOKENS
+    if "theorem_bounds" in names:
+        from tl_thinktok.reproduce.experiments.theorem_bounds import size as bounds_size
 
-        cuts = int(ctx.size("n_bounds_steps"))
-        n = cuts * int(ctx.size("n_traces"))
-        lines.append(WorkLine("theorem_bounds", f"forced answers: {cuts} cuts x traces", n,
-                              FORCED_ANSWER_TOKENS))  # fmt: skip
-        lines.append(WorkLine("theorem_bounds", f"answer scoring: {cuts} cuts x traces (forward)",
-                              n, 1))  # fmt: skip
+        n = int(bounds_size(ctx, "n_traces"))
+        cuts = ctx.budget("traces") + 1  # every thinking step (upper bound: the trace budget)
+        lines.append(WorkLine("theorem_bounds", f"answer scoring: up to {cuts} cuts x {n} traces "
+                              "(teacher-forced)", n * cuts, 1))  # fmt: skip
     if "answer_control" in names:
         from tl_thinktok.reproduce.experiments.answer_control import K_OTHERS
 
