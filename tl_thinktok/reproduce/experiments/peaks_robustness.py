@@ -45,6 +45,7 @@ from tl_thinktok.reproduce.outputs import (
     save_fig,
     save_json,
 )
+from tl_thinktok.reproduce.stats import trace_bootstrap
 from tl_thinktok.reproduce.traces import TraceSet
 from tl_thinktok.testing.reference import reference_nocco_float32
 from tl_thinktok.trace import SIGMA, MITrace
@@ -57,6 +58,7 @@ N_POS_BINS = 10
 N_CHANCE_DRAWS = 200
 #: Traces on which the reference scripts' float32 arithmetic is compared with float64.
 N_FLOAT32_TRACES = 8
+N_BOOT = 1000
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -177,6 +179,27 @@ def aggregate_rows(per_trace: list[dict]) -> dict[str, float]:
     return means
 
 
+def auroc_intervals(
+    per_trace: list[dict], seed: int, n_boot: int = N_BOOT
+) -> dict[str, tuple[float, float]]:
+    """Trace-bootstrap 95% interval of each predictor's mean AUROC (over the traces where it is
+    defined). The cross-fitted baselines are not refit per resample: the interval is over traces,
+    given each trace's scores."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k in PREDICTORS:
+        v = np.array([np.nan if r[f"auroc_{k}"] is None else r[f"auroc_{k}"] for r in per_trace],
+                     dtype=np.float64)  # fmt: skip
+
+        def mean(i, v=v):
+            w = v[i][np.isfinite(v[i])]
+            return float(w.mean()) if w.size else float("nan")
+
+        _, lo, hi = trace_bootstrap(mean, len(v), rng, n_boot)
+        out[k] = (lo, hi)
+    return out
+
+
 def scores_of(ts: TraceSet, tr: MITrace) -> dict[str, np.ndarray]:
     """The three step scores of one trace (float64)."""
     t = ts.residuals(tr)
@@ -262,6 +285,7 @@ def run(ctx: ExpContext) -> Summary:
         if example is None or tr.n_steps > example[0].n_steps:
             example = (tr, sc, pk)
     means = aggregate_rows(per_trace)
+    au_ci = auroc_intervals(per_trace, ctx.seed)
     f32 = float32_error(ts, ts.traces[:N_FLOAT32_TRACES])
     rates = peak_token_rates(ts.traces, ctx.load(ts.model).tokenizer)
     fig, (a1, a2, a3) = plt.subplots(
@@ -307,6 +331,7 @@ def run(ctx: ExpContext) -> Summary:
             NAME,
             {
                 "means": means,
+                "auroc_ci": {k: list(v) for k, v in au_ci.items()},
                 "per_trace": per_trace,
                 "peak_rate_by_token": rates,
                 "n_position_bins": N_POS_BINS,
@@ -320,6 +345,8 @@ def run(ctx: ExpContext) -> Summary:
         if not k.endswith("_n"):
             numbers[k] = v
             numbers[count_key(k)] = means[f"{k}_n"]
+    for k, (lo, hi) in au_ci.items():
+        numbers[f"auroc_{k} 95% CI low"], numbers[f"auroc_{k} 95% CI high"] = lo, hi
     numbers.update(f32["summary"])
     numbers["tokens most often at a peak (rate, count)"] = ", ".join(
         f"{r['token'].strip() or repr(r['token'])} ({r['peak_rate']:.2f}, {r['count']})"
@@ -336,7 +363,8 @@ def run(ctx: ExpContext) -> Summary:
         notes="High Jaccard/Spearman of paper_nocco vs resid_norm means the paper's peaks are "
         "largely norm peaks; agreement with scale_controlled means they survive scale control. "
         "auroc_/top_jaccard_: how well each predictor finds the paper's peaks (token_identity and "
-        "position cross-fitted, leave one trace out); chance = 0.5 / top_jaccard_chance. Means "
+        "position cross-fitted, leave one trace out); chance = 0.5 / top_jaccard_chance; AUROC "
+        "95% CIs: trace bootstrap of the mean (baselines not refit per resample). Means "
         "over the traces where defined ([n]); NaN (null) when none. float32: the reference "
         f"scripts' arithmetic (torch float32) against float64 on the first {N_FLOAT32_TRACES} "
         "traces (docs/results.md, finding 11).",

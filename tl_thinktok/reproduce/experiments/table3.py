@@ -33,9 +33,11 @@ from tl_thinktok.reproduce.outputs import (
     save_json,
 )
 from tl_thinktok.reproduce.rundirs import slug
+from tl_thinktok.reproduce.stats import trace_bootstrap, wilson
 from tl_thinktok.reproduce.traces import trace_pass
 
 NAME = "table3"
+N_BOOT = 1000
 #: Bundled datasets per model kind (besides ``--dataset``).
 BUNDLED = {"organism": ["organism", "gsm8k"], "hf": ["gsm8k", "math500", "aime24"]}
 #: Traces per extra dataset (full / quick); the trace dataset keeps ``n_traces``.
@@ -52,15 +54,25 @@ def label(ds: str) -> str:
     return slug(ds.split("#", 1)[0]) if is_user_dataset(ds) else ds
 
 
-def dataset_row(ds: str, traces: list) -> dict:
-    """Table 3 row of one dataset: :func:`tl_thinktok.peaks.aggregate` plus accuracy."""
-    agg = aggregate([t.stats() for t in traces])
+def dataset_row(ds: str, traces: list, seed: int = 0, n_boot: int = N_BOOT) -> dict:
+    """Table 3 row of one dataset: :func:`tl_thinktok.peaks.aggregate`, the AOM's
+    trace-bootstrap 95% CI (over the traces with peaks) and the accuracy with its Wilson CI."""
+    stats = [t.stats() for t in traces]
+    agg = aggregate(stats)
     row: dict = {"dataset": label(ds), "spec": ds, "n_traces": len(traces)}
     for f in STAT_FIELDS:
         row[f], row[f"{f}_n"] = agg[f], int(agg[f"{f}_n"])
-    row["accuracy"], row["accuracy_n"] = nanmean_n(
-        [None if t.correct is None else float(t.correct) for t in traces]
-    )
+    aom = np.array([s.aom for s in stats], dtype=np.float64)
+    aom = aom[np.isfinite(aom)]
+    if aom.size:
+        rng = np.random.default_rng(seed)
+        _, lo, hi = trace_bootstrap(lambda i: float(aom[i].mean()), aom.size, rng, n_boot)
+    else:
+        lo = hi = float("nan")
+    row["aom_ci_low"], row["aom_ci_high"] = lo, hi
+    graded = [bool(t.correct) for t in traces if t.correct is not None]
+    row["accuracy"], row["accuracy_n"] = nanmean_n([float(c) for c in graded])
+    row["accuracy_ci_low"], row["accuracy_ci_high"] = wilson(sum(graded), len(graded))
     return row
 
 
@@ -83,7 +95,7 @@ def run(ctx: ExpContext) -> Summary:
                     raise
                 skipped[label(ds)] = str(e)
                 continue
-        rows.append(dataset_row(ds, ts.traces))
+        rows.append(dataset_row(ds, ts.traces, ctx.seed))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 0.9 + 0.45 * len(rows)),
                                  gridspec_kw={"width_ratios": [2.2, 1]})  # fmt: skip
     a1.axis("off")
@@ -122,6 +134,11 @@ def run(ctx: ExpContext) -> Summary:
         numbers[f"{d}: peaks/steps"] = f"{r['n_peaks']:.2f} / {r['n_steps']:.1f}"
         numbers[f"{d}: AOM"] = r["aom"]
         numbers[count_key(f"{d}: AOM")] = r["aom_n"]
+        numbers[f"{d}: AOM 95% CI"] = f"[{r['aom_ci_low']:.2f}, {r['aom_ci_high']:.2f}]"
+        numbers[f"{d}: accuracy (Wilson 95% CI)"] = (
+            f"{r['accuracy']:.3f} [{r['accuracy_ci_low']:.3f}, {r['accuracy_ci_high']:.3f}] "
+            f"(n={r['accuracy_n']})"
+        )
         numbers[f"{d}: mean MI"] = r["mean"]
     for d, why in skipped.items():
         numbers[f"{d}: skipped"] = why
@@ -133,7 +150,8 @@ def run(ctx: ExpContext) -> Summary:
         numbers=numbers,
         paper="Table 3 (v2) reports AOM on GPQA and MedQA (not bundled; pass them as JSONL with "
         "--dataset path.jsonl --question-field ... --answer-field ...).",
-        notes="Means over traces; AOM, intervals over the traces where defined (n), NaN if none. "
+        notes="Means over traces; AOM, intervals over the traces where defined (n), NaN if none; "
+        "AOM 95% CI: trace bootstrap over the traces with peaks; accuracy with its Wilson CI. "
         f"Extra datasets use {ctx.size('n_extra')} traces (or n_traces if fewer)"
         + ("; GSM8K is out of distribution for the organism." if ctx.is_organism else "."),
         files=files,

@@ -1,0 +1,107 @@
+"""Intervals and nulls behind the organism findings 3, 5 and 10: fig4's peak structure (token
+classes, peak rate by sentence type against the order-shuffled null), peaks_robustness' AUROC
+intervals and table3's AOM interval and accuracy, each against a direct computation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from tl_thinktok.peaks import trace_stats
+from tl_thinktok.reproduce.experiments import fig4, peaks_robustness, table3
+
+VOCAB = ["<s>", "</s>", ".", ",", "Wait", "So", "Then", "3", "4", "+", "\n", "is"]
+
+
+class Tok:
+    all_special_ids = [0, 1]
+
+    def decode(self, ids):
+        return " ".join(VOCAB[i] for i in ids)
+
+
+@dataclass
+class Tr:
+    gen_ids: list[int]
+    peaks: list[int]
+    mi: list[float] = field(default_factory=list)
+    correct: bool | None = None
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.gen_ids)
+
+    def stats(self):
+        return trace_stats(np.asarray(self.mi, np.float64), peaks=self.peaks)
+
+
+def test_token_class_and_sentence_types():
+    assert [fig4.token_class(t, False) for t in (" ,", " 3", " Wait", "\n", " +")] == [
+        "comma", "digit", "alphabetic", "line break", "other"]  # fmt: skip
+    assert fig4.token_class("</s>", True).startswith("special")
+    texts = ["Wait", ",", "3", ".", "So", "4", "\n", "3", "</s>"]
+    sp = [False] * 8 + [True]
+    assert fig4.sentence_types(texts, sp) == ["Wait"] * 4 + ["So"] * 3 + ["3", "3"]
+
+
+def test_peak_structure_rates_classes_and_null():
+    # Wait , 3 . So 4 . Then 3 . </s>   (ids)
+    ids = [4, 3, 7, 2, 5, 8, 2, 6, 7, 2, 1]
+    traces = [Tr(ids, [1, 2, 10]), Tr(ids, [5]), Tr(ids[:7], [])]
+    old = fig4.MIN_TYPE_STEPS
+    fig4.MIN_TYPE_STEPS = 1
+    try:
+        st = fig4.peak_structure(traces, Tok(), seed=0, n_boot=200, n_shuffles=400)
+    finally:
+        fig4.MIN_TYPE_STEPS = old
+    assert st["n_peaks"] == 4 and st["n_steps"] == 11 + 11 + 7
+    assert st["peaks_by_token_class"] == {"digit": 2, "comma": 1, "special (EOS, end of turn)": 1}
+    by = st["peak_rate_by_sentence_type"]
+    # Wait sentences: 4 steps per trace, 3 traces; peaks 1 and 2 of trace 0
+    assert (by["Wait"]["peaks"], by["Wait"]["steps"]) == (2, 12)
+    assert by["Wait"]["rate"] == pytest.approx(2 / 12)
+    assert (by["So"]["peaks"], by["So"]["steps"]) == (1, 9)
+    lo, hi = by["Wait"]["ci"]
+    assert lo <= 2 / 12 <= hi
+    # the shuffled null spreads the 4 peaks uniformly: expected rate 1/11 + 1/11 (traces 0, 1)
+    # over Wait's 4 steps each, i.e. (4*3/11 + 4*1/11) / 12
+    assert by["Wait"]["null_mean"] == pytest.approx((12 / 11 + 4 / 11) / 12, abs=0.02)
+    assert "step opening (First/Then/Now/Next)" in by  # 'Then' sentences pooled
+    nums = fig4.structure_numbers("r", st)
+    assert nums["r: share of peaks on non-alphabetic tokens"] == 1.0
+    assert nums["r: share of peaks on commas, digits and special tokens"] == 1.0
+    assert st["non_alphabetic_peak_tokens"] == {",": 1, "3": 1, "</s>": 1, "4": 1}
+
+
+def test_auroc_intervals_cover_the_mean_and_skip_undefined():
+    rows = [{f"auroc_{k}": v for k in peaks_robustness.PREDICTORS}
+            for v in (0.6, 0.7, 0.8, 0.9, None)]  # fmt: skip
+    ci = peaks_robustness.auroc_intervals(rows, seed=0, n_boot=500)
+    for lo, hi in ci.values():
+        assert 0.6 <= lo < 0.75 < hi <= 0.9
+    none = peaks_robustness.auroc_intervals(
+        [{f"auroc_{k}": None for k in peaks_robustness.PREDICTORS}], seed=0, n_boot=20
+    )
+    assert all(math.isnan(lo) and math.isnan(hi) for lo, hi in none.values())
+
+
+def test_table3_row_has_aom_interval_and_wilson_accuracy():
+    rng = np.random.default_rng(0)
+    traces = []
+    for i in range(12):
+        mi = rng.random(40)
+        mi[5] = 10.0 + i  # one clear peak
+        traces.append(Tr(list(range(40)), [5], mi.tolist(), correct=i < 3))
+    flat = Tr(list(range(40)), [], [1.0] * 40, correct=None)  # no peaks, ungraded
+    row = table3.dataset_row("organism", traces + [flat], seed=0, n_boot=300)
+    aoms = np.array([t.stats().aom for t in traces])
+    assert row["aom"] == pytest.approx(aoms.mean()) and row["aom_n"] == 12
+    assert row["aom_ci_low"] < row["aom"] < row["aom_ci_high"]
+    assert aoms.min() <= row["aom_ci_low"] and row["aom_ci_high"] <= aoms.max()
+    assert row["accuracy"] == 0.25 and row["accuracy_n"] == 12
+    assert (row["accuracy_ci_low"], row["accuracy_ci_high"]) == pytest.approx(
+        (0.0889, 0.5323), abs=1e-4
+    )  # Wilson 3/12
