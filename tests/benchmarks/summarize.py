@@ -45,7 +45,7 @@ def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 TRACE_REFS = ("scripts", "batched", "reference")  # "reference": rows written before both refs
-TRACE_ROUTES = ("capture", "teacher", "per_trace", "fast", "capture_fastmi", "fast_fastmi")
+TRACE_ROUTES = ("capture", "teacher", "per_trace", "hf", "capture_fastmi")
 
 
 def _label(row: Mapping[str, Any]) -> str:
@@ -106,6 +106,22 @@ def format_rr_table(rows: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_engine_table(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Engine rows (test_bench_engines.py) → text: tokens/s per pipeline and the ratios."""
+    rows = list(rows)
+    engines = sorted({k for r in rows for k in r["ratio_scripts"]})
+    head = f"{'model':<14} {'batch':>5} {'tokens':>6} {'scripts':>9}"
+    head += "".join(f" {e:>9} {'x ' + e:>8}" for e in engines)
+    lines = [head]
+    for r in rows:
+        line = f"{r['model']:<14} {r['batch']:>5} {r['tokens']:>6} "
+        line += f"{r['tokens_per_s']['scripts']:>9.1f}"
+        for e in engines:
+            line += f" {r['tokens_per_s'][e]:>9.1f} {r['ratio_scripts'][e]:>8.1f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def format_all(rows: Iterable[Mapping[str, Any]]) -> str:
     """Every kind of row, one table per kind (estimator, trace pipeline, RR batch)."""
     rows = list(rows)
@@ -120,6 +136,11 @@ def format_all(rows: Iterable[Mapping[str, Any]]) -> str:
             "time / the route's time"
         )
         parts.append(format_trace_table(trace))
+    eng = [r for r in rows if r.get("table") == "engines"]
+    if eng:
+        parts.append("trace pipeline by engine, tokens/s end to end (wall); x scripts = the "
+                     "reference scripts' time / the engine's time")  # fmt: skip
+        parts.append(format_engine_table(eng))
     rr = [r for r in rows if r.get("table") == "rr_batch"]
     if rr:
         parts.append("Representation Recycling, tokens/s at batch 8 vs the same prompts one by one")

@@ -16,8 +16,8 @@ Pipelines (``trace_pipelines.py``), side by side in every round:
   one HF pass per answer, the MI formula per step in torch float32;
 * ``batched`` — a strengthened reference: one left-padded batched HF ``generate``, then the same;
 * tl-thinktok's routes (``THINKTOK_BENCH_ROUTES``, a comma list; default all of
-  ``trace_pipelines.ROUTES``): ``capture``, ``teacher``, ``per_trace``, ``fast``, and the
-  fast-estimator options ``capture_fastmi`` / ``fast_fastmi``.
+  ``trace_pipelines.ROUTES``): ``capture``, ``teacher``, ``per_trace``, ``hf`` (engine), and the
+  fast-estimator option ``capture_fastmi``.
 
 Checks in every round: every route's generated tokens equal the per-prompt HF ``generate`` tokens
 (and so do the batched reference's), and every route's MI agrees with the float64 formula on the

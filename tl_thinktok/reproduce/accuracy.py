@@ -143,7 +143,8 @@ def generate_and_grade(
     max_new = ctx.size("max_new_tokens") if max_new_tokens is None else max_new_tokens
     if hooks and banned_ids:
         raise ValueError("give hooks or banned_ids, not both")
-    eng = get_engine(model, "tl" if hooks else (engine or ctx.engine))
+    name = "tl" if hooks else (engine or ctx.engine)
+    eng = get_engine(model, name, **ctx.engine_options(name))
     for s in range(0, len(items), bs):
         if hooks:
             gens = greedy_batch(model, prompts[s : s + bs], max_new, fwd_hooks=hooks)

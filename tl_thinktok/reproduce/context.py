@@ -201,6 +201,7 @@ class ExpContext:
             ``"vllm"``; :mod:`tl_thinktok.engines`); experiments that need TransformerLens
             hooks while generating (Representation Recycling, TTTS) run on ``"tl"`` and say so
             (:meth:`engine_for`).
+        tensor_parallel_size: GPUs per vLLM engine (models larger than one GPU; ``vllm`` only).
         device: torch device (``None`` = CPU).
         layer: block whose output is h_t (paper: last block, -1).
         rr_layer: Representation Recycling layer (``None`` = about 70% of depth).
@@ -231,6 +232,7 @@ class ExpContext:
     run_dir: Path = Path("runs")
     host: str | None = None
     engine: str = "tl"
+    tensor_parallel_size: int = 1
     device: str | None = None
     layer: int = -1
     rr_layer: int | None = None
@@ -256,6 +258,8 @@ class ExpContext:
             raise ValueError(f"host must be 'hooked' or 'bridge', got {self.host!r}")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.tensor_parallel_size != 1 and self.engine != "vllm":
+            raise ValueError("tensor_parallel_size applies to the vllm engine only")
         if isinstance(self.base_model, str) and self.base_model.lower() == "none":
             self.base_model = None
             self._no_base = True
@@ -328,6 +332,12 @@ class ExpContext:
         if "max_new_tokens" in self.overrides and name != "ttts_answer":
             return int(self.overrides["max_new_tokens"])
         return int(SIZES[(self.kind, self.mode)][key])
+
+    def engine_options(self, engine: str) -> dict[str, Any]:
+        """Keyword options of :func:`tl_thinktok.engines.get_engine` for ``engine``."""
+        if engine == "vllm" and self.tensor_parallel_size != 1:
+            return {"tensor_parallel_size": int(self.tensor_parallel_size)}
+        return {}
 
     def engine_for(self, what: str, why: str | None) -> str:
         """The engine a part of an experiment runs on: :attr:`engine`, or ``"tl"`` when ``why``

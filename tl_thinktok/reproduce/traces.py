@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tl_thinktok.datasets import Item, grade, load_dataset, prompt_for, trace_prompt_family
+from tl_thinktok.engines import get_engine
 from tl_thinktok.generation import encode
 from tl_thinktok.loading import model_fingerprint
 from tl_thinktok.mi import hsic_nocco
@@ -130,6 +131,7 @@ def _trace_batch(
     from safetensors.torch import save
 
     model = cfg.load(name)
+    engine = getattr(cfg, "engine", "tl")
     fam = cfg.family(name)
     trace_fam = trace_prompt_family(fam)
     prompts = [encode(model, prompt_for(trace_fam, it.question)) for it in items]
@@ -143,7 +145,7 @@ def _trace_batch(
         max_new_tokens=max_new,
         keep_residuals=True,
         route=TRACE_ROUTE,
-        engine=getattr(cfg, "engine", "tl"),
+        engine=get_engine(model, engine, **_engine_options(cfg, engine)),
         meta=[dict(id=it.id, question=it.question, answer=it.answer, model=name) for it in items],
     )
     out = []
@@ -154,6 +156,11 @@ def _trace_batch(
         tensors = {"resid": tr.residuals.contiguous(), "answer": tr.answer_rep.contiguous()}
         out.append(WithFiles(tr.to_dict(), {residual_name(item.id): save(tensors)}))
     return out
+
+
+def _engine_options(cfg: TraceSettings, engine: str) -> dict[str, Any]:
+    opts = getattr(cfg, "engine_options", None)
+    return opts(engine) if callable(opts) else {}
 
 
 def expected_trace_cost(item: Item) -> float:
