@@ -250,15 +250,9 @@ def mixed_ce_cv(bits: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0)
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation (average ranks for ties); NaN below 3 values or if a side is
     constant."""
-    from scipy.stats import rankdata
+    from tl_thinktok.reproduce.experiments.peaks_robustness import spearman as rank_corr
 
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.size < 3:
-        return float("nan")
-    ra, rb = rankdata(a), rankdata(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float("nan") if np.asarray(a).size < 3 else rank_corr(a, b)
 
 
 def peak_drops(bits: np.ndarray, peaks: Sequence[int]) -> dict[str, Any]:
