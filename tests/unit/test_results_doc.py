@@ -94,3 +94,87 @@ def test_float32_numbers_are_quoted_as_in_the_data():
     section = _section()
     assert f"{pr['float32 rel. error per step [n]']:,}" in section
     assert pr["traces whose float32 peaks equal float64's"] in section
+
+
+ORG = ROOT / "figures"
+
+
+def _organism_section() -> str:
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index("## Findings on the organism")
+    end = text.index("\n## ", start + 10)
+    return _plain(text[start:end])
+
+
+def _org(name: str) -> dict:
+    return json.loads((ORG / f"{name}.summary.json").read_text(encoding="utf-8"))["numbers"]
+
+
+def _ci_parts(v: str) -> list[str]:
+    """'+1.014 [-0.554, +2.625]' → the three numbers as the text rounds them (2 decimals)."""
+    return _signed(v, 2)
+
+
+def _signed(v: str, digits: int = 3) -> list[str]:
+    """Every number of a string as the text prints it: signed, typographic minus."""
+    return [f"{float(x):+.{digits}f}".replace("-", "−") for x in re.findall(r"[-+]?\d+\.\d+", v)]
+
+
+#: (summary, key, strings that must appear in the organism findings)
+ORGANISM = [
+    ("fig4", "reasoning: top-5 at peaks", lambda v: ["47, 20, 19, 12, 10"]),
+    (
+        "fig4",
+        "reasoning: peak rate per step (peaks / steps)",
+        lambda v: [v.split(" ")[0], v.split("(")[1].split(" / ")[0], v.split(" / ")[1][:-1]],
+    ),
+    ("fig4", "reasoning: share of peaks on non-alphabetic tokens", lambda v: [f"{100 * v:.1f}%"]),
+    (
+        "fig4",
+        "reasoning: peaks by token class",
+        lambda v: (
+            [f"({k})" for k in re.findall(r"(?<!alphabetic )\b(\d+)(?=,|$)", v)]
+            + [re.search(r"alphabetic (\d+)", v).group(1) + " of the 851 peaks"]
+        ),
+    ),
+    ("peaks_robustness", "auroc_token_identity", lambda v: [f"{v:.2f}"]),
+    ("theorem_bounds", "Hellman–Raviv bound Ĥ/2, smallest over T", lambda v: [f"{v:.2f}"]),
+    ("theorem_bounds", "CE drop at MI peaks − elsewhere, bits (95% CI)", _ci_parts),
+    ("theorem_bounds", "CE drop at MI peaks − same token elsewhere, bits (95% CI)", _ci_parts),
+    ("theorem_bounds", "share of CE drops > 0, peaks − elsewhere (95% CI)", _signed),
+    ("theorem_bounds", "Spearman(cumulative MI, −CE(T)) at fixed T, own answer (95% CI)", _signed),
+    ("theorem_bounds", "same, MI against another problem's answer (null, 95% CI)", _signed),
+    ("theorem_bounds", "own − null (95% CI)", _signed),
+    (
+        "theorem_bounds",
+        "steps: peak / non-peak (peaks after the thinking, left out)",
+        lambda v: re.findall(r"\d+", v),
+    ),
+    ("theorem_bounds", "T=159: I(y; h_1:T) ≥ H(y) − Ĥ, bits", lambda v: [f"{v:.2f} bits"]),
+    ("table3", "organism: AOM 95% CI", lambda v: [v]),
+    ("table3", "gsm8k: AOM 95% CI", lambda v: [v]),
+    ("table3", "gsm8k: accuracy (Wilson 95% CI)", lambda v: [f"{100 * float(v.split()[0]):.1f}%"]),
+    ("table3", "organism: accuracy (Wilson 95% CI)", lambda v: [v.split(" (n=")[0]]),
+]
+
+
+@pytest.mark.parametrize(("name", "key", "parts"), ORGANISM)
+def test_organism_findings_quote_the_data(name, key, parts):
+    section = _organism_section()
+    for part in parts(_org(name)[key]):
+        assert part in section, f"{name}: {key}: {part!r} not in the organism findings"
+
+
+@pytest.mark.parametrize(
+    ("kind", "label"), [("Wait", "*Wait* corrections"), ("Therefore", "*Therefore* conclusion"),
+                        ("step opening (First/Then/Now/Next)", "step openings")]
+)  # fmt: skip
+def test_organism_sentence_type_rates_quote_fig4(kind, label):
+    v = _org("fig4")[f"reasoning: peak rate in '{kind}' sentences (95% CI; shuffled null)"]
+    rate_ci, null, counts = v.split("; ")
+    section = re.sub(r"\s+", " ", _organism_section())
+    at = section.index(label)
+    window = section[at : at + 160]
+    assert rate_ci in window, (rate_ci, window)
+    assert null.replace("null ", "null ") in window, (null, window)
+    assert counts in window, (counts, window)
