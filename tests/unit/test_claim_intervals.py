@@ -105,3 +105,11 @@ def test_table3_row_has_aom_interval_and_wilson_accuracy():
     assert (row["accuracy_ci_low"], row["accuracy_ci_high"]) == pytest.approx(
         (0.0889, 0.5323), abs=1e-4
     )  # Wilson 3/12
+
+
+def test_peak_structure_without_reported_types_or_traces():
+    st = fig4.peak_structure([Tr([4, 3, 7, 2], [1])], Tok(), seed=0, n_boot=10, n_shuffles=10)
+    assert st["peak_rate_by_sentence_type"] == {} and st["n_peaks"] == 1  # < MIN_TYPE_STEPS
+    empty = fig4.peak_structure([], Tok(), seed=0, n_boot=10, n_shuffles=10)
+    assert empty["n_peaks"] == 0 and math.isnan(empty["peak_rate"])
+    assert fig4.structure_numbers("b", empty)["b: peaks by token class"] == "-"

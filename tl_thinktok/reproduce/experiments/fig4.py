@@ -112,11 +112,13 @@ def peak_structure(
     for g, members in GROUPS.items():
         if sum(count.get(m, 0) for m in members) >= MIN_TYPE_STEPS:
             names[g] = set(members)
-    per = np.stack([type_counts(ty, tr.peaks, names) for ty, tr in zip(types, traces, strict=True)])
+    per = np.array([type_counts(ty, tr.peaks, names) for ty, tr in zip(types, traces,
+                                                                        strict=True)])  # fmt: skip
+    per = per.reshape(len(traces), len(names), 2)  # also with no trace or no type
     rng = np.random.default_rng(seed)
     # order-shuffled null: each trace's peaks at a uniformly random set of as many steps
-    masks = [np.stack([np.array([t in m for t in ty], dtype=bool) for m in names.values()])
-             for ty in types]  # fmt: skip
+    masks = [np.array([[t in m for t in ty] for m in names.values()], dtype=bool)
+             .reshape(len(names), len(ty)) for ty in types]  # fmt: skip
     null = np.zeros((n_shuffles, len(names)))
     for mk, tr in zip(masks, traces, strict=True):
         k = len(tr.peaks)
