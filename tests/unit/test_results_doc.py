@@ -62,6 +62,23 @@ VERBATIM = [
         lambda v: [v.split("; ")[0], v.split("; ")[1], v.split("; ")[2].replace("1819", "1,819")],
     ),
     ("fig4", "reasoning: peak rate per step (peaks / steps)", lambda v: [v.split(" ")[0]]),
+    ("theorem_bounds", "CE drop at MI peaks − elsewhere, bits (95% CI)", lambda v: _signed(v)),
+    (
+        "theorem_bounds",
+        "CE drop at MI peaks − same token elsewhere, bits (95% CI)",
+        lambda v: _signed(v),
+    ),
+    (
+        "theorem_bounds",
+        "Spearman(cumulative MI, −CE(T)) at fixed T, own answer (95% CI)",
+        lambda v: _signed(v),
+    ),
+    (
+        "theorem_bounds",
+        "same, MI against another problem's answer (null, 95% CI)",
+        lambda v: _signed(v),
+    ),
+    ("theorem_bounds", "Hellman–Raviv bound Ĥ/2, smallest over T", lambda v: [f"{v:.2f}"]),
 ]
 
 
