@@ -139,6 +139,7 @@ def greedy_batch(
     *,
     fwd_hooks: Sequence[tuple[str, Callable]] = (),
     stop_at_eos: bool = True,
+    stop_ids: Sequence[int] = (),
 ) -> list[list[int]]:
     """Greedy decoding of several prompts at once (left padding, KV cache, hooks attached).
 
@@ -155,6 +156,7 @@ def greedy_batch(
         max_new_tokens: new tokens per prompt (>= 0).
         fwd_hooks: ``(hook name, hook)`` pairs attached during generation.
         stop_at_eos: stop a sequence at EOS.
+        stop_ids: more ids that stop a sequence (kept), with ``stop_at_eos``.
 
     Returns:
         One list of new token ids per prompt, cut after the first EOS (EOS included) when
@@ -181,7 +183,7 @@ def greedy_batch(
             rows = [i for i, p in enumerate(prompts) if len(p) == n]
             gens = greedy_batch(
                 model, [prompts[i] for i in rows], max_new_tokens,
-                fwd_hooks=fwd_hooks, stop_at_eos=stop_at_eos,
+                fwd_hooks=fwd_hooks, stop_at_eos=stop_at_eos, stop_ids=stop_ids,
             )  # fmt: skip
             for i, g in zip(rows, gens, strict=True):
                 out[i] = g
@@ -198,14 +200,17 @@ def greedy_batch(
     if len(prompts) > 1:  # a single prompt has no padding
         kwargs["padding_side"] = "left"
     eos = eos_id(model)
-    if eos is not None:
-        kwargs["eos_token_id"] = eos
+    ends = [eos] if eos is not None else []
+    ends += [int(t) for t in stop_ids if int(t) not in ends]
+    if ends:
+        kwargs["eos_token_id"] = ends[0] if len(ends) == 1 else ends
     with model.hooks(fwd_hooks=list(fwd_hooks)), quiet_cache_rename():
         out = model.generate(toks, **kwargs)
     res = []
     for row in out[:, n:].tolist():
-        if stop_at_eos and eos is not None and eos in row:
-            row = row[: row.index(eos) + 1]
+        if stop_at_eos:
+            cut = next((i for i, t in enumerate(row) if t in ends), None)
+            row = row if cut is None else row[: cut + 1]
         res.append(row)
     return res
 

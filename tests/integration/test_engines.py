@@ -241,3 +241,49 @@ def test_reproduce_trace_pass_on_the_hf_engine(tmp_path):
     cfg_hf = (sets["hf"].run.path / "config.json").read_text()
     cfg_tl = (sets["tl"].run.path / "config.json").read_text()
     assert '"engine": "hf"' in cfg_hf and '"engine"' not in cfg_tl
+
+
+def _ttts(model, engine):
+    from tl_thinktok.datasets import prompt_for
+    from tl_thinktok.generation import answer_suffix
+    from tl_thinktok.interventions.ttts import budget_forcing
+
+    return [
+        budget_forcing(
+            model,
+            prompt_for("organism", q),
+            thinking_word="Wait",
+            min_thinking_tokens=60,
+            max_thinking_tokens=90,
+            answer_prefix=answer_suffix("organism"),
+            max_answer_tokens=8,
+            engine=engine,
+        )  # fmt: skip
+        for q in ("12 + 7", "3 * 4 - 2")
+    ]
+
+
+def _same_ttts(a, b) -> None:
+    for x, y in zip(a, b, strict=True):
+        assert (x.answer_text, x.thinking_tokens_used, x.words_appended, x.forced_end) == (
+            y.answer_text, y.thinking_tokens_used, y.words_appended, y.forced_end
+        )  # fmt: skip
+
+
+def test_budget_forcing_on_the_hf_engine_equals_tl():
+    """TTTS (stop at the end marker, append the word, continue, answer) on HF's generate gives
+    TL's result; the word is appended at least once (the minimum budget forces it)."""
+    model = _organism(hosts.supported_hosts()[-1])
+    tl = _ttts(model, None)
+    assert any(r.words_appended > 0 for r in tl)
+    _same_ttts(_ttts(model, "hf"), tl)
+    with pytest.raises(ValueError, match="TransformerLens only"):
+        from tl_thinktok.interventions.ttts import budget_forcing
+
+        budget_forcing(model, "Q", max_thinking_tokens=4, engine="hf",
+                       fwd_hooks=[("blocks.0.hook_resid_pre", lambda x, hook: x)])  # fmt: skip
+
+
+def test_budget_forcing_on_vllm_equals_tl(vllm):
+    model = _organism(hosts.supported_hosts()[-1])
+    _same_ttts(_ttts(model, "vllm"), _ttts(model, None))

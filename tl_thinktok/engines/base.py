@@ -43,6 +43,7 @@ class Engine(ABC):
         max_new_tokens: int,
         *,
         banned_ids: Sequence[int] = (),
+        stop_ids: Sequence[int] = (),
         stop_at_eos: bool = True,
     ) -> list[list[int]]:
         """Greedy new ids per prompt (EOS included when produced and ``stop_at_eos``).
@@ -51,6 +52,7 @@ class Engine(ABC):
             prompts: token ids per prompt (each non-empty).
             max_new_tokens: new tokens per prompt (clipped to the context room).
             banned_ids: ids never generated (their logits are ``-inf`` at every step).
+            stop_ids: more ids that end a row (included), as EOS does.
             stop_at_eos: stop a row at EOS.
 
         Example:
@@ -61,20 +63,33 @@ class Engine(ABC):
         if not rows:
             return []
         banned = sorted(set(as_token_ids(list(banned_ids), name="banned_ids")))
+        stops = sorted(set(as_token_ids(list(stop_ids), name="stop_ids")))
         budget = generation.clip_budget(self.model, rows, max_new_tokens)
         if budget <= 0:
             return [[] for _ in rows]
-        out = self._generate(rows, budget, banned, stop_at_eos)
+        out = self._generate(rows, budget, banned, stops, stop_at_eos)
         eos = generation.eos_id(self.model)
-        if stop_at_eos and eos is not None:
-            out = [r[: r.index(eos) + 1] if eos in r else r for r in out]
-        return out
+        ends = set(stops) | ({eos} if stop_at_eos and eos is not None else set())
+        return [_cut(r, ends) for r in out]
 
     @abstractmethod
     def _generate(
-        self, prompts: list[list[int]], max_new_tokens: int, banned: list[int], stop_at_eos: bool
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        banned: list[int],
+        stops: list[int],
+        stop_at_eos: bool,
     ) -> list[list[int]]:
-        """New ids per prompt (checked input, budget >= 1)."""
+        """New ids per prompt (checked input, budget >= 1; rows are cut at ends afterwards)."""
 
     def close(self) -> None:  # noqa: B027 - optional for subclasses
         """Release what the engine holds (default: nothing)."""
+
+
+def _cut(row: list[int], ends: set[int]) -> list[int]:
+    """``row`` up to and including its first id in ``ends``."""
+    for i, t in enumerate(row):
+        if t in ends:
+            return row[: i + 1]
+    return row

@@ -64,14 +64,15 @@ class HFEngine(Engine):
         self.hf = _hf_model(model)
 
     @torch.no_grad()
-    def _generate(self, prompts, max_new_tokens, banned, stop_at_eos):  # noqa: D102
+    def _generate(self, prompts, max_new_tokens, banned, stops, stop_at_eos):  # noqa: D102
         from transformers import GenerationConfig
 
         eos = generation.eos_id(self.model) if stop_at_eos else None
+        ends = sorted(set(stops) | ({eos} if eos is not None else set()))
         pad = generation.pad_id(self.model)
         cfg = GenerationConfig(
             max_new_tokens=int(max_new_tokens), do_sample=False, num_beams=1, use_cache=True,
-            eos_token_id=eos, pad_token_id=pad, suppress_tokens=banned or None,
+            eos_token_id=ends or None, pad_token_id=pad, suppress_tokens=banned or None,
         )  # fmt: skip
         dev = hosts.model_device(self.model)
         if next(self.hf.parameters()).dtype == torch.float64:

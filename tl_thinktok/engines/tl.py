@@ -20,10 +20,11 @@ class TLEngine(Engine):
     name = "tl"
     hooks = True
 
-    def _generate(self, prompts, max_new_tokens, banned, stop_at_eos):  # noqa: D102
+    def _generate(self, prompts, max_new_tokens, banned, stops, stop_at_eos):  # noqa: D102
         from tl_thinktok.interventions.suppress import SuppressTokens
 
         hooks = SuppressTokens(banned).fwd_hooks(self.model) if banned else []
         return generation.greedy_batch(
-            self.model, prompts, max_new_tokens, fwd_hooks=hooks, stop_at_eos=stop_at_eos
-        )
+            self.model, prompts, max_new_tokens, fwd_hooks=hooks, stop_at_eos=stop_at_eos,
+            stop_ids=stops,
+        )  # fmt: skip

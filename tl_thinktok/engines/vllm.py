@@ -83,15 +83,21 @@ class VLLMEngine(Engine):
             raise EngineUnavailable(f"vLLM cannot run {d.name}: {first}") from exc
         self.vocab = int(hosts.adapter(model).d_vocab)
 
-    def _params(self, max_new_tokens: int, banned: list[int], stop_at_eos: bool, logprobs=None):
+    def _params(
+        self, max_new_tokens: int, banned: list[int], stops: list[int], stop_at_eos: bool,
+        logprobs: int | None = None,
+    ) -> Any:  # fmt: skip
         from vllm import SamplingParams
 
         kw: dict[str, Any] = dict(temperature=0.0, max_tokens=int(max_new_tokens), seed=0)
         eos = generation.eos_id(self.model)
+        ends = set(stops)
         if not stop_at_eos:
             kw["ignore_eos"] = True
         elif eos is not None:
-            kw["stop_token_ids"] = [int(eos)]
+            ends.add(int(eos))
+        if ends:
+            kw["stop_token_ids"] = sorted(ends)
         if banned:
             ban = set(banned)
             kw["allowed_token_ids"] = [i for i in range(self.vocab) if i not in ban]
@@ -99,8 +105,8 @@ class VLLMEngine(Engine):
             kw["logprobs"] = int(logprobs)
         return SamplingParams(**kw)
 
-    def _generate(self, prompts, max_new_tokens, banned, stop_at_eos):  # noqa: D102
-        sp = self._params(max_new_tokens, banned, stop_at_eos)
+    def _generate(self, prompts, max_new_tokens, banned, stops, stop_at_eos):  # noqa: D102
+        sp = self._params(max_new_tokens, banned, stops, stop_at_eos)
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], sp, use_tqdm=False)
         return [list(o.outputs[0].token_ids) for o in outs]
 
@@ -108,7 +114,7 @@ class VLLMEngine(Engine):
         self, prompts: list[list[int]], max_new_tokens: int, k: int = 2
     ) -> list[tuple[list[int], list[dict[int, float]]]]:
         """New ids and, per step, the top-``k`` log-probabilities (for near-tie checks)."""
-        sp = self._params(max_new_tokens, [], True, logprobs=k)
+        sp = self._params(max_new_tokens, [], [], True, logprobs=k)
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], sp, use_tqdm=False)
         res = []
         for o in outs:

@@ -121,13 +121,17 @@ def _generate(
     stop_ids: Sequence[int],
     fwd_hooks: Sequence[tuple[str, Callable]],
     components: tuple[Component, ...] = (),
+    engine: Any = None,
 ) -> list[int]:
     """Greedy ``model.generate`` from ``ids``; returns the new tokens (stop token included).
 
     Raw hooks are installed first, then the components (not reset: they count over the run).
+    With ``engine`` (a :class:`~tl_thinktok.engines.Engine`, no hooks) that engine generates.
     """
     if max_new <= 0:
         return []
+    if engine is not None:
+        return engine.generate([ids], max_new, stop_ids=stop_ids)[0][:max_new]
     tokens = torch.tensor([ids], dtype=torch.long, device=_device(model))
     ctx = model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext()
     parts = attach_all(model, *components, reset=False) if components else nullcontext()
@@ -166,6 +170,7 @@ def budget_forcing(
     fwd_hooks: Sequence[tuple[str, Callable]] = (),
     prepend_bos: bool | None = None,
     components: Sequence[Component] = (),
+    engine: Any = None,
 ) -> TTTSResult:
     """s1-style budget forcing: a minimum and a maximum thinking budget, then an answer.
 
@@ -183,6 +188,9 @@ def budget_forcing(
         prepend_bos: prepend BOS to the prompt (None: ``model.cfg.default_prepend_bos``).
         components: tl-thinktok components (ban, RR, probe …), reset once, then attached
             together (``attach_all``) around every generation call.
+        engine: generation engine of every call (``None`` / ``"tl"``: the model's own
+            ``generate``; ``"hf"``, ``"vllm"`` or an :class:`~tl_thinktok.engines.Engine`:
+            stop, append and continue run there; no hooks or components then).
 
     Returns:
         :class:`TTTSResult` with ``style="budget_forcing"``.
@@ -217,6 +225,14 @@ def budget_forcing(
     bos = getattr(tok, "bos_token_id", None)
     context = ([int(bos)] if prepend_bos and bos is not None else []) + _encode(tok, prompt)
     stop = [eos] + (end_ids if len(end_ids) == 1 else [])
+    if engine is not None and not (isinstance(engine, str) and engine == "tl"):
+        from tl_thinktok.engines import get_engine
+
+        if fwd_hooks or components:
+            raise ValueError("hooks and components run on TransformerLens only: engine='tl'")
+        engine = get_engine(model, engine)
+    else:
+        engine = None
     parts = _start_components(components)
 
     thinking: list[int] = []
@@ -227,7 +243,7 @@ def budget_forcing(
         if remaining <= 0:
             forced = True
             break
-        new = _generate(model, context + thinking, remaining, stop, fwd_hooks, parts)
+        new = _generate(model, context + thinking, remaining, stop, fwd_hooks, parts, engine)
         cut = _find_end(new, eos, end_ids)
         thinking += new if cut is None else new[:cut]
         if cut is None:  # the budget ran out before any end
@@ -241,7 +257,7 @@ def budget_forcing(
             continue
         break
     answer_ctx = context + thinking + end_ids + _encode(tok, answer_prefix)
-    answer = _generate(model, answer_ctx, max_answer_tokens, [eos], fwd_hooks, parts)
+    answer = _generate(model, answer_ctx, max_answer_tokens, [eos], fwd_hooks, parts, engine)
     answer_clean = answer[:-1] if answer and answer[-1] == eos else answer
     return TTTSResult(
         text=tok.decode(answer_ctx + answer_clean),

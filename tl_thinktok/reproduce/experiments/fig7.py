@@ -56,6 +56,7 @@ def curve_of(ds: str, rows: list[dict], words: list[str]) -> AccuracyCurve:
 
 def run(ctx: ExpContext) -> Summary:
     from tl_thinktok.datasets import grade, prompt_for
+    from tl_thinktok.engines import get_engine
     from tl_thinktok.interventions.ttts import budget_forcing
 
     model = ctx.load(ctx.model)
@@ -67,9 +68,7 @@ def run(ctx: ExpContext) -> Summary:
     if found_word is not None:  # the end-to-end chain: the top word found at MI peaks (fig4)
         words.append(found_word)
     answer_budget = ctx.budget("ttts_answer")
-    ctx.engine_for(
-        "fig7 (TTTS budget forcing)", "budget forcing is implemented on TL's generate only"
-    )
+    engine = get_engine(model, ctx.engine, **ctx.engine_options(ctx.engine))
     results, rows = {}, []
     for ds in ctx.eval_datasets:
         items = ctx.eval_items(ds, ctx.size("n_ttts"))
@@ -102,6 +101,7 @@ def run(ctx: ExpContext) -> Summary:
                 max_thinking_tokens=b,
                 answer_prefix=prefix,
                 max_answer_tokens=answer_budget,
+                engine=engine,
             )
             text = prefix + r.answer_text
             return {
