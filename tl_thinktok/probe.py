@@ -199,7 +199,8 @@ def step_residuals_batch(
     With ``chunk`` the pass runs ``chunk`` positions at a time with the host's KV cache
     (:meth:`~tl_thinktok.hosts.base.HostAdapter.forward_cached`): no ``[pos, pos]`` attention
     matrix is built (a 16k-token trace needs ``[chunk, pos]``), and only the step rows are kept,
-    so the memory is the residuals plus one chunk's activations. Every hook fires in each chunk.
+    so the memory is the residuals, the KV cache and one chunk's activations (measured:
+    docs/performance.md). Every hook fires in each chunk. A width within one chunk runs unchunked.
 
     Args:
         model: HookedTransformer or TransformerBridge.
@@ -225,8 +226,7 @@ def step_residuals_batch(
             )
         hosts.check_token_ids(model, q)
     # the last token of a trace is never fed to predict anything: skip it
-    if chunk is not None:
-        chunk = check_int("chunk", chunk, low=1)
+    if chunk is not None and max(len(q) for q in seqs) - 1 > check_int("chunk", chunk, low=1):
         return _chunked_steps(model, [q[:-1] for q in seqs], lens, layer, chunk)
     h = _padded_pass(model, [q[:-1] for q in seqs], layer)
     return [
@@ -235,11 +235,14 @@ def step_residuals_batch(
 
 
 def last_residuals_batch(
-    model: Any, sequences: Sequence[Sequence[int]], layer: int = -1
+    model: Any, sequences: Sequence[Sequence[int]], layer: int = -1, *, chunk: int | None = None
 ) -> Float[Tensor, "batch d_model"]:
     """Block ``layer``'s output at the last token of each sequence (one right-padded pass).
 
-    The batched form of :func:`answer_representation` for already-encoded answer texts.
+    The batched form of :func:`answer_representation` for already-encoded answer texts. With
+    ``chunk``, sequences longer than ``chunk`` run ``chunk`` positions a call with the KV cache
+    (as :func:`step_residuals_batch`): a batch of long solutions never builds a full
+    ``[pos, pos]`` attention matrix.
 
     Example:
         >>> ys = last_residuals_batch(model, [encode(model, a) for a in answers])  # doctest: +SKIP
@@ -247,6 +250,9 @@ def last_residuals_batch(
     seqs = [_as_1d_tokens(t).tolist() if len(t) else [] for t in sequences]
     for q in seqs:
         hosts.check_token_ids(model, q)
+    if chunk is not None and seqs and all(seqs) and max(len(q) for q in seqs) > chunk:
+        rows = _chunked_steps(model, seqs, [len(q) for q in seqs], layer, chunk)
+        return torch.stack([r[-1] for r in rows])
     h = _padded_pass(model, seqs, layer)
     return torch.stack([h[j, len(q) - 1] for j, q in enumerate(seqs)])
 

@@ -379,7 +379,8 @@ class MITrace(JsonIO):
         * ``"auto"`` (default): :func:`resolve_route`.
 
         The answer representations come from one batched pass
-        (:func:`~tl_thinktok.probe.last_residuals_batch`). Each trace records its ``engine``.
+        (:func:`~tl_thinktok.probe.last_residuals_batch`, chunked as the teacher route for
+        solutions longer than :data:`TEACHER_CHUNK`). Each trace records its ``engine``.
 
         Args:
             model: HookedTransformer or TransformerBridge with a tokenizer.
@@ -461,7 +462,7 @@ class MITrace(JsonIO):
             resid = step_residuals_batch(
                 model, full, [len(p) for p in ids], layer, chunk=TEACHER_CHUNK
             )
-        ys = last_residuals_batch(model, answers, layer)
+        ys = last_residuals_batch(model, answers, layer, chunk=TEACHER_CHUNK)
         out = []
         for p, g, h, y, m in zip(ids, gens, resid, ys, metas, strict=True):
             m.setdefault("text", generation.decode(model, g))

@@ -287,3 +287,17 @@ def test_budget_forcing_on_the_hf_engine_equals_tl():
 def test_budget_forcing_on_vllm_equals_tl(vllm):
     model = _organism(hosts.supported_hosts()[-1])
     _same_ttts(_ttts(model, "vllm"), _ttts(model, None))
+
+
+@pytest.mark.parametrize("host", hosts.supported_hosts())
+def test_chunked_answer_representations_equal_one_pass(host):
+    """Answers longer than the chunk run in cached chunks (a batch of long solutions never builds
+    a full attention matrix): equal to the one-pass representation (1e-5 relative, float32)."""
+    from tl_thinktok.probe import last_residuals_batch
+
+    model = _organism(host)
+    seqs = [generation.encode(model, a) for a in ANSWERS]
+    one = last_residuals_batch(model, seqs, -1)
+    got = last_residuals_batch(model, seqs, -1, chunk=5)
+    assert max(len(q) for q in seqs) > 5
+    assert ((got - one).abs().max() / one.abs().max()).item() <= 1e-5
