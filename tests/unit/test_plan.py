@@ -46,6 +46,17 @@ def test_cli_plan_probes_and_saves(tmp_path, capsys):
     assert plan.tokens_per_s > 0 and plan.device_hours > 0
     assert plan.total_tokens == plan.lines[0].items * plan.lines[0].tokens_per_item
     assert not (tmp_path / "runs").exists()  # nothing ran
+    assert plan.probe["engine"] == "tl" and "engine tl" in text
+
+
+def test_plan_probe_runs_on_the_chosen_engine():
+    from tl_thinktok.reproduce.distributed.plan import probe_tokens_per_s
+
+    ctx = ExpContext(model="organism", quick=True, engine="hf")
+    rate, probe = probe_tokens_per_s(ctx, n_tokens=4)
+    # stop_at_eos=False: every row makes exactly n_tokens, so the rate counts decode steps
+    assert probe["engine"] == "hf" and probe["tokens"] == 4 * probe["batch"]
+    assert rate == probe["tokens"] / probe["seconds"] > 0
 
 
 def test_plan_covers_figs9_20_theorem_bounds_answer_control_and_table3():

@@ -115,7 +115,8 @@ class WorkPlan(JsonIO):
             p = self.probe
             rows.append(
                 f"probe: {self.tokens_per_s:,.1f} tokens/s (batch {p.get('batch')}, "
-                f"{p.get('tokens')} tokens, {p.get('seconds', 0):.2f} s on {p.get('device')})"
+                f"{p.get('tokens')} tokens, {p.get('seconds', 0):.2f} s on {p.get('device')}, "
+                f"engine {p.get('engine', 'tl')})"
             )
             rows.append(
                 f"estimate: {self.device_hours:,.2f} device-hours at that rate (budgets are upper "
@@ -215,20 +216,25 @@ def make_plan(ctx: Any, names: Sequence[str], probe: bool = True) -> WorkPlan:
 
 
 def probe_tokens_per_s(ctx: Any, n_tokens: int = 16) -> tuple[float, dict[str, Any]]:
-    """Measured greedy tokens/s of ``ctx.model`` at the run's batch size (after one warm-up)."""
+    """Measured greedy tokens/s of ``ctx.model`` on the run's engine (``ctx.engine``) at the run's
+    batch size, after one warm-up (which also builds the engine: a vLLM engine's start-up is not
+    counted)."""
     from tl_thinktok import hosts
     from tl_thinktok.datasets import load_dataset, prompt_for
-    from tl_thinktok.generation import encode, greedy_batch
+    from tl_thinktok.engines import get_engine
+    from tl_thinktok.generation import encode
 
     model = ctx.load(ctx.model)
+    engine = get_engine(model, ctx.engine, **ctx.engine_options(ctx.engine))
     batch = int(ctx.size("batch_size"))
     items = load_dataset(ctx.dataset, n=batch, seed=ctx.seed)
     prompts = [encode(model, prompt_for(ctx.family(ctx.model), it.question)) for it in items]
     prompts = (prompts * batch)[:batch]
-    greedy_batch(model, prompts, 2)  # warm-up
+    engine.generate(prompts, 2, stop_at_eos=False)  # warm-up
     t0 = time.perf_counter()
-    gens = greedy_batch(model, prompts, n_tokens)
+    gens = engine.generate(prompts, n_tokens, stop_at_eos=False)
     dt = time.perf_counter() - t0
     made = sum(len(g) for g in gens) or 1
     dev = str(hosts.model_device(model)) if hasattr(hosts, "model_device") else str(ctx.device)
-    return made / dt, {"batch": batch, "tokens": made, "seconds": dt, "device": dev}
+    probe = {"batch": batch, "tokens": made, "seconds": dt, "device": dev, "engine": engine.name}
+    return made / dt, probe
