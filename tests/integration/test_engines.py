@@ -8,6 +8,7 @@ missing package into a failure); elsewhere they skip, and the refusal without vL
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -287,6 +288,50 @@ def test_budget_forcing_on_the_hf_engine_equals_tl():
 def test_budget_forcing_on_vllm_equals_tl(vllm):
     model = _organism(hosts.supported_hosts()[-1])
     _same_ttts(_ttts(model, "vllm"), _ttts(model, None))
+
+
+@pytest.fixture(scope="module")
+def ray_module():
+    """The ray module; skip without it (fail if ``TL_THINKTOK_REQUIRE_RAY=1``: CI's vllm leg)."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("TL_THINKTOK_REQUIRE_RAY") == "1":
+            raise
+        pytest.skip('ray is not installed (pip install "tl-thinktok[distributed]")')
+    return ray
+
+
+def test_vllm_on_ray_workers_gives_the_serial_results(vllm, ray_module, tmp_path):
+    """--engine vllm --workers 2: each Ray worker builds its own vLLM engine (data parallel) and
+    the trace pass, fig5's bans and fig7's TTTS give the serial vLLM run's tokens, grades and MI.
+    (fig7's work function once carried the driver's engine, which cannot be pickled.)"""
+    from runcompare import assert_same, results_of  # tests/integration/runcompare.py
+
+    from tl_thinktok.reproduce.cli import reproduce_main
+
+    small = ["--quick", "--no-progress", "--base-model", "none", "--engine", "vllm",
+             "--only", "table1,fig5,fig7", "--set", "n_traces=4", "--set", "batch_size=2",
+             "--set", "n_eval=2", "--set", "k_values=[0,4]", "--set", "k_random=[4]",
+             "--set", "n_ttts=2", "--set", "budgets=[32]"]  # fmt: skip
+    ray_module.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        for mode, extra in (("serial", []), ("ray", ["--workers", "2"])):
+            argv = [*small, "--out", str(tmp_path / mode / "out"), "--run-dir",
+                    str(tmp_path / mode / "runs"), *extra]  # fmt: skip
+            assert reproduce_main(argv) == 0
+    finally:
+        ray_module.shutdown()
+    serial, par = results_of(tmp_path / "serial" / "runs"), results_of(tmp_path / "ray" / "runs")
+    assert serial.keys() == par.keys() and len(serial) == 3  # traces, suppression, ttts
+    for name in serial:
+        assert_same(serial[name], par[name], name)
+    (traces,) = [v for k, v in par.items() if "/traces-" in k]
+    assert {r["engine"] for r in traces.values()} == {"vllm"}
+    for name in ("table1", "fig5", "fig7"):
+        a = json.loads((tmp_path / "serial" / "out" / f"{name}.json").read_text())
+        b = json.loads((tmp_path / "ray" / "out" / f"{name}.json").read_text())
+        assert_same(a, b, name)
 
 
 @pytest.mark.parametrize("host", hosts.supported_hosts())

@@ -68,7 +68,6 @@ def run(ctx: ExpContext) -> Summary:
     if found_word is not None:  # the end-to-end chain: the top word found at MI peaks (fig4)
         words.append(found_word)
     answer_budget = ctx.budget("ttts_answer")
-    engine = get_engine(model, ctx.engine, **ctx.engine_options(ctx.engine))
     results, rows = {}, []
     for ds in ctx.eval_datasets:
         items = ctx.eval_items(ds, ctx.size("n_ttts"))
@@ -101,7 +100,9 @@ def run(ctx: ExpContext) -> Summary:
                 max_thinking_tokens=b,
                 answer_prefix=prefix,
                 max_answer_tokens=answer_budget,
-                engine=engine,
+                # built where the unit runs (cached per model): a Ray worker gets its own
+                # engine, a vLLM engine cannot travel in the pickled work function
+                engine=get_engine(model, ctx.engine, **ctx.engine_options(ctx.engine)),
             )
             text = prefix + r.answer_text
             return {
