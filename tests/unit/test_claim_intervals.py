@@ -113,3 +113,35 @@ def test_peak_structure_without_reported_types_or_traces():
     empty = fig4.peak_structure([], Tok(), seed=0, n_boot=10, n_shuffles=10)
     assert empty["n_peaks"] == 0 and math.isnan(empty["peak_rate"])
     assert fig4.structure_numbers("b", empty)["b: peaks by token class"] == "-"
+
+
+def test_table3_compares_each_dataset_with_the_trace_dataset():
+    """Peak-ratio and AOM differences against the trace dataset: the point is the difference of
+    the two means; the two-sample bootstrap interval covers it, excludes 0 for well-separated
+    sets and is NaN where one side has no traces with peaks."""
+    rng = np.random.default_rng(1)
+
+    def traces(n, n_peaks, height):
+        out = []
+        for i in range(n):
+            mi = rng.random(50)
+            k = n_peaks + i % 3  # peak counts vary across traces
+            peaks = sorted(rng.choice(50, k, replace=False).tolist())
+            mi[peaks] = height + rng.random(k)
+            out.append(Tr(list(range(50)), peaks, mi.tolist()))
+        return out
+
+    ref, many = traces(20, 1, 5.0), traces(15, 4, 9.0)
+    c = table3.compare("gsm8k", many, "organism", ref, seed=0, n_boot=400)
+    ra = np.mean([t.stats().ratio for t in many]) - np.mean([t.stats().ratio for t in ref])
+    aa = np.mean([t.stats().aom for t in many]) - np.mean([t.stats().aom for t in ref])
+    assert c["ratio_diff"] == pytest.approx(ra) and c["aom_diff"] == pytest.approx(aa)
+    assert 0 < c["ratio_diff_ci_low"] < ra < c["ratio_diff_ci_high"]
+    assert 0 < c["aom_diff_ci_low"] < aa < c["aom_diff_ci_high"]
+    assert (c["ratio_n"], c["ratio_ref_n"], c["aom_n"]) == (15, 20, 15)
+    same = table3.compare("a", ref, "b", ref, seed=0, n_boot=400)
+    assert same["ratio_diff"] == 0 and same["ratio_diff_ci_low"] < 0 < same["ratio_diff_ci_high"]
+    flat = [Tr(list(range(10)), [], [1.0] * 10)]
+    none = table3.compare("flat", flat, "organism", ref, seed=0, n_boot=50)
+    assert math.isnan(none["aom_diff"]) and math.isnan(none["aom_diff_ci_low"])
+    assert none["ratio_diff"] == pytest.approx(-np.mean([t.stats().ratio for t in ref]))

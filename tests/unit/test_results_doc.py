@@ -79,7 +79,20 @@ VERBATIM = [
         lambda v: _signed(v),
     ),
     ("theorem_bounds", "Hellman–Raviv bound Ĥ/2, smallest over T", lambda v: [f"{v:.2f}"]),
-]
+    *[("table3", f"{d}: peak ratio (95% CI)", lambda v: [_minus(v.split(" (n=")[0])])
+      for d in ("gsm8k", "math500", "aime24")],
+    *[("table3", f"{d}: AOM 95% CI", lambda v: [v]) for d in ("gsm8k", "math500", "aime24")],
+    *[("table3", f"{d}: accuracy (Wilson 95% CI)", lambda v: [v.split(", ")[1].split("]")[0]])
+      for d in ("gsm8k", "aime24")],
+    *[("table3", f"{d} - gsm8k: {what} (95% CI)", lambda v: [_minus(v.split(" points")[0]
+                                                                   .split(" (n=")[0])])
+      for d in ("math500", "aime24") for what in ("peak ratio difference", "AOM difference")],
+]  # fmt: skip
+
+
+def _minus(v: str) -> str:
+    """A summary's ASCII minus as the text prints it (typographic)."""
+    return v.replace("-", "−")
 
 
 def _section() -> str:
@@ -180,6 +193,14 @@ ORGANISM = [
     ),
     ("theorem_bounds", "T=159: I(y; h_1:T) ≥ H(y) − Ĥ, bits", lambda v: [f"{v:.2f} bits"]),
     ("table3", "organism: AOM 95% CI", lambda v: [v]),
+    ("table3", "organism: peak ratio (95% CI)", lambda v: [v.split(" (n=")[0]]),
+    ("table3", "gsm8k: peak ratio (95% CI)", lambda v: [v.split(" (n=")[0]]),
+    (
+        "table3",
+        "gsm8k - organism: peak ratio difference (95% CI)",
+        lambda v: [v.split(" points")[0]],
+    ),
+    ("table3", "gsm8k - organism: AOM difference (95% CI)", lambda v: [v.split(" (n=")[0]]),
     ("table3", "gsm8k: AOM 95% CI", lambda v: [v]),
     ("table3", "gsm8k: accuracy (Wilson 95% CI)", lambda v: [f"{100 * float(v.split()[0]):.1f}%"]),
     ("table3", "organism: accuracy (Wilson 95% CI)", lambda v: [v.split(" (n=")[0]]),

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["accuracy_stats", "mcnemar_exact", "percentile_interval", "trace_bootstrap", "wilson"]
+__all__ = ["accuracy_stats", "mcnemar_exact", "percentile_interval", "trace_bootstrap",
+           "two_sample_bootstrap", "wilson"]  # fmt: skip
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -107,5 +108,34 @@ def trace_bootstrap(
     """
     point = float(statistic(np.arange(n)))
     boots = [statistic(rng.integers(0, n, n)) for _ in range(n_boot)]
+    lo, hi = percentile_interval(boots)
+    return point, lo, hi
+
+
+def two_sample_bootstrap(
+    statistic_a: Callable[[np.ndarray], float],
+    n_a: int,
+    statistic_b: Callable[[np.ndarray], float],
+    n_b: int,
+    rng: np.random.Generator,
+    n_boot: int = 1000,
+) -> tuple[float, float, float]:
+    """``(a − b, lo, hi)``: the difference of a statistic of two independent sets of traces
+    (``n_a`` and ``n_b`` of them, given their indices) and its percentile 95% interval, each set
+    resampled with replacement on its own (resamples where a side is undefined are dropped).
+
+    Example:
+        >>> a, b = np.array([3.0, 4.0, 5.0]), np.array([1.0, 2.0])
+        >>> d, lo, hi = two_sample_bootstrap(lambda i: a[i].mean(), 3, lambda i: b[i].mean(), 2,
+        ...                                  np.random.default_rng(0))
+        >>> d, lo <= d <= hi
+        (2.5, True)
+    """
+    point = float(statistic_a(np.arange(n_a))) - float(statistic_b(np.arange(n_b)))
+    boots = [
+        float(statistic_a(rng.integers(0, n_a, n_a)))
+        - float(statistic_b(rng.integers(0, n_b, n_b)))
+        for _ in range(n_boot)
+    ]
     lo, hi = percentile_interval(boots)
     return point, lo, hi

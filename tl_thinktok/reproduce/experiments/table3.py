@@ -33,7 +33,7 @@ from tl_thinktok.reproduce.outputs import (
     save_json,
 )
 from tl_thinktok.reproduce.rundirs import slug
-from tl_thinktok.reproduce.stats import trace_bootstrap, wilson
+from tl_thinktok.reproduce.stats import trace_bootstrap, two_sample_bootstrap, wilson
 from tl_thinktok.reproduce.traces import trace_pass
 
 NAME = "table3"
@@ -62,18 +62,45 @@ def dataset_row(ds: str, traces: list, seed: int = 0, n_boot: int = N_BOOT) -> d
     row: dict = {"dataset": label(ds), "spec": ds, "n_traces": len(traces)}
     for f in STAT_FIELDS:
         row[f], row[f"{f}_n"] = agg[f], int(agg[f"{f}_n"])
-    aom = np.array([s.aom for s in stats], dtype=np.float64)
-    aom = aom[np.isfinite(aom)]
-    if aom.size:
-        rng = np.random.default_rng(seed)
-        _, lo, hi = trace_bootstrap(lambda i: float(aom[i].mean()), aom.size, rng, n_boot)
-    else:
-        lo = hi = float("nan")
-    row["aom_ci_low"], row["aom_ci_high"] = lo, hi
+    rng = np.random.default_rng(seed)
+    for f in ("ratio", "aom"):  # trace-bootstrap CI over the traces where it is defined
+        v = _finite(stats, f)
+        _, lo, hi = (
+            trace_bootstrap(lambda i, v=v: float(v[i].mean()), v.size, rng, n_boot)
+            if v.size
+            else (np.nan, np.nan, np.nan)
+        )
+        row[f"{f}_ci_low"], row[f"{f}_ci_high"] = lo, hi
     graded = [bool(t.correct) for t in traces if t.correct is not None]
     row["accuracy"], row["accuracy_n"] = nanmean_n([float(c) for c in graded])
     row["accuracy_ci_low"], row["accuracy_ci_high"] = wilson(sum(graded), len(graded))
     return row
+
+
+def _finite(stats: list, field: str) -> np.ndarray:
+    v = np.array([getattr(s, field) for s in stats], dtype=np.float64)
+    return v[np.isfinite(v)]
+
+
+def compare(ds: str, traces: list, ref: str, ref_traces: list, seed: int = 0,
+            n_boot: int = N_BOOT) -> dict:  # fmt: skip
+    """Dataset ``ds`` against the trace dataset ``ref``: differences of the mean peak ratio
+    (peaks per step, every trace) and of the AOM (traces with peaks), each with an independent
+    two-sample trace-bootstrap 95% CI (null: 0)."""
+    a, b = [t.stats() for t in traces], [t.stats() for t in ref_traces]
+    out: dict = {"dataset": label(ds), "reference": label(ref)}
+    rng = np.random.default_rng(seed)
+    for f in ("ratio", "aom"):
+        va, vb = _finite(a, f), _finite(b, f)
+        if va.size and vb.size:
+            d, lo, hi = two_sample_bootstrap(lambda i, v=va: float(v[i].mean()), va.size,
+                                             lambda i, v=vb: float(v[i].mean()), vb.size, rng,
+                                             n_boot)  # fmt: skip
+        else:
+            d = lo = hi = float("nan")
+        out[f"{f}_diff"], out[f"{f}_diff_ci_low"], out[f"{f}_diff_ci_high"] = d, lo, hi
+        out[f"{f}_n"], out[f"{f}_ref_n"] = int(va.size), int(vb.size)
+    return out
 
 
 def run(ctx: ExpContext) -> Summary:
@@ -83,7 +110,8 @@ def run(ctx: ExpContext) -> Summary:
     for ds in names:  # read every dataset first: a bad file fails before any work
         load_dataset(ds, n=1, seed=ctx.seed)
     n_traces = ctx.size("n_traces")
-    rows, skipped = [], {}
+    rows, skipped, comparisons = [], {}, []
+    ref_traces: list = []
     for ds in names:
         if ds == ctx.dataset:
             ts = ctx.traces("model")
@@ -96,6 +124,10 @@ def run(ctx: ExpContext) -> Summary:
                 skipped[label(ds)] = str(e)
                 continue
         rows.append(dataset_row(ds, ts.traces, ctx.seed))
+        if ds == ctx.dataset:
+            ref_traces = ts.traces
+        elif ref_traces:
+            comparisons.append(compare(ds, ts.traces, ctx.dataset, ref_traces, ctx.seed))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 0.9 + 0.45 * len(rows)),
                                  gridspec_kw={"width_ratios": [2.2, 1]})  # fmt: skip
     a1.axis("off")
@@ -125,13 +157,21 @@ def run(ctx: ExpContext) -> Summary:
     fig.tight_layout()
     files = [
         save_fig(ctx.out, NAME, fig),
-        save_json(ctx.out, NAME, {"model": ctx.model, "rows": rows, "skipped": skipped}),
+        save_json(
+            ctx.out,
+            NAME,
+            {"model": ctx.model, "rows": rows, "comparisons": comparisons, "skipped": skipped},
+        ),  # fmt: skip
         save_csv(ctx.out, NAME, rows),
     ]
     numbers: dict = {}
     for r in rows:
         d = r["dataset"]
         numbers[f"{d}: peaks/steps"] = f"{r['n_peaks']:.2f} / {r['n_steps']:.1f}"
+        numbers[f"{d}: peak ratio (95% CI)"] = (
+            f"{100 * r['ratio']:.2f}% [{100 * r['ratio_ci_low']:.2f}, "
+            f"{100 * r['ratio_ci_high']:.2f}] (n={r['ratio_n']})"
+        )
         numbers[f"{d}: AOM"] = r["aom"]
         numbers[count_key(f"{d}: AOM")] = r["aom_n"]
         numbers[f"{d}: AOM 95% CI"] = f"[{r['aom_ci_low']:.2f}, {r['aom_ci_high']:.2f}]"
@@ -140,6 +180,16 @@ def run(ctx: ExpContext) -> Summary:
             f"(n={r['accuracy_n']})"
         )
         numbers[f"{d}: mean MI"] = r["mean"]
+    for c in comparisons:
+        key = f"{c['dataset']} - {c['reference']}"
+        numbers[f"{key}: peak ratio difference (95% CI)"] = (
+            f"{100 * c['ratio_diff']:+.2f} [{100 * c['ratio_diff_ci_low']:+.2f}, "
+            f"{100 * c['ratio_diff_ci_high']:+.2f}] points (n={c['ratio_n']} vs {c['ratio_ref_n']})"
+        )
+        numbers[f"{key}: AOM difference (95% CI)"] = (
+            f"{c['aom_diff']:+.2f} [{c['aom_diff_ci_low']:+.2f}, {c['aom_diff_ci_high']:+.2f}] "
+            f"(n={c['aom_n']} vs {c['aom_ref_n']})"
+        )
     for d, why in skipped.items():
         numbers[f"{d}: skipped"] = why
     return Summary(
@@ -151,7 +201,10 @@ def run(ctx: ExpContext) -> Summary:
         paper="Table 3 (v2) reports AOM on GPQA and MedQA (not bundled; pass them as JSONL with "
         "--dataset path.jsonl --question-field ... --answer-field ...).",
         notes="Means over traces; AOM, intervals over the traces where defined (n), NaN if none; "
-        "AOM 95% CI: trace bootstrap over the traces with peaks; accuracy with its Wilson CI. "
+        "95% CIs: trace bootstrap (peak ratio over every trace, AOM over the traces with "
+        "peaks; percentile intervals from fewer than about 10 traces are too narrow, read them "
+        "as indicative); differences against the trace dataset: two-sample trace bootstrap "
+        "(null 0); accuracy with its Wilson CI. "
         f"Extra datasets use {ctx.size('n_extra')} traces (or n_traces if fewer)"
         + ("; GSM8K is out of distribution for the organism." if ctx.is_organism else "."),
         files=files,
