@@ -135,6 +135,18 @@ def check_controls(out: Path) -> None:
             assert x["hand"]["n"] == len(ds["item_ids"]) and x["hand"]["lo"] <= x["hand"]["acc"]
             if x["k"] > 0:
                 assert 0 < x["hand"]["mcnemar_vs_k0"]["p"] <= 1
+                # generation length against k = 0, paired: the difference of the two means
+                d, k0 = x["new_tokens_minus_k0"], ds["curve"][0]["hand"]["mean_new_tokens"]
+                assert d["diff"] == pytest.approx(x["hand"]["mean_new_tokens"] - k0)
+                assert d["lo"] <= d["diff"] <= d["hi"] and d["n"] == len(ds["item_ids"])
+            if x["matched_draws"]:  # hand / found minus the matched draws' mean, paired
+                m = np.mean([r["acc"] for r in x["matched_draws"]])
+                hm = x["minus_matched"]["hand"]
+                assert hm["diff"] == pytest.approx(x["hand"]["acc"] - m)
+                assert hm["lo"] <= hm["diff"] <= hm["hi"]
+                if x["found"] is not None:
+                    fm = x["minus_matched"]["found"]
+                    assert fm["diff"] == pytest.approx(x["found"]["acc"] - m)
     fig6 = json.loads((out / "fig6.json").read_text())
     assert set(fig6["trigger_lists"]) == {"hand", "found"}
     assert not set(fig6["item_ids"]) & set(fig6["discovery_ids"])

@@ -79,6 +79,8 @@ VERBATIM = [
         lambda v: _signed(v),
     ),
     ("theorem_bounds", "Hellman–Raviv bound Ĥ/2, smallest over T", lambda v: [f"{v:.2f}"]),
+    ("fig5", "gsm8k: acc k=3 found - matched draws (paired, 95% CI)", lambda v: _paired(v)),
+    ("fig5", "gsm8k: new tokens k=1 (hand) - k=0 (paired, 95% CI)", lambda v: _paired(v)),
     *[("table3", f"{d}: peak ratio (95% CI)", lambda v: [_minus(v.split(" (n=")[0])])
       for d in ("gsm8k", "math500", "aime24")],
     *[("table3", f"{d}: AOM 95% CI", lambda v: [v]) for d in ("gsm8k", "math500", "aime24")],
@@ -93,6 +95,11 @@ VERBATIM = [
 def _minus(v: str) -> str:
     """A summary's ASCII minus as the text prints it (typographic)."""
     return v.replace("-", "−")
+
+
+def _paired(v: str) -> list[str]:
+    """'-0.020 [-0.040, +0.000] (n=50)' as the text prints it: '−0.020 [−0.040, 0.000]'."""
+    return [re.sub(r"[+−](0\.0+)(?!\d)", r"\1", _minus(v.split(" (n=")[0]))]
 
 
 def _section() -> str:
@@ -193,6 +200,15 @@ ORGANISM = [
     ),
     ("theorem_bounds", "T=159: I(y; h_1:T) ≥ H(y) − Ĥ, bits", lambda v: [f"{v:.2f} bits"]),
     ("table3", "organism: AOM 95% CI", lambda v: [v]),
+    *[
+        ("fig5", f"organism: acc k={k} hand - matched draws (paired, 95% CI)", _paired)
+        for k in (1, 6, 12)
+    ],
+    ("fig5", "organism: acc k=1 found - matched draws (paired, 95% CI)", _paired),
+    *[
+        ("fig5", f"organism: new tokens k={k} (hand) - k=0 (paired, 95% CI)", _paired)
+        for k in (1, 2, 6, 12)
+    ],
     ("table3", "organism: peak ratio (95% CI)", lambda v: [v.split(" (n=")[0]]),
     ("table3", "gsm8k: peak ratio (95% CI)", lambda v: [v.split(" (n=")[0]]),
     (

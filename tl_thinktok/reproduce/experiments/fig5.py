@@ -32,7 +32,7 @@ from tl_thinktok.reproduce.experiments.wordlists import (
     word_lists,
 )
 from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
-from tl_thinktok.reproduce.stats import accuracy_stats, mcnemar_exact
+from tl_thinktok.reproduce.stats import accuracy_stats, mcnemar_exact, trace_bootstrap
 
 NAME = "fig5"
 
@@ -92,6 +92,31 @@ def paired_stats(per_item: list[dict], base: list[bool] | None) -> dict:
     st["mean_new_tokens"] = float(np.mean([r["n_new"] for r in per_item]))
     st["mcnemar_vs_k0"] = mcnemar_exact(base, correct) if base is not None else None
     return st
+
+
+def paired_difference(a: list[float], b: list[float], seed: int = 0, n_boot: int = 1000) -> dict:
+    """Mean of ``a − b`` over the same problems (in order) with its problem-bootstrap 95% CI:
+    ``{"diff", "lo", "hi", "n"}`` (null 0).
+
+    Example:
+        >>> d = paired_difference([1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0])
+        >>> d["diff"], d["n"], d["lo"] <= d["diff"] <= d["hi"]
+        (0.5, 4, True)
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired values differ in length: {len(a)} vs {len(b)}")
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if not d.size:
+        return {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
+    rng = np.random.default_rng(seed)
+    diff, lo, hi = trace_bootstrap(lambda i: float(d[i].mean()), d.size, rng, n_boot)
+    return {"diff": diff, "lo": lo, "hi": hi, "n": int(d.size)}
+
+
+def _per_problem(runs: list[dict], field: str = "correct") -> list[float]:
+    """Per problem, the mean of ``field`` over several runs on the same problems (draws)."""
+    return [float(np.mean([r["per_item"][i][field] for r in runs]))
+            for i in range(len(runs[0]["per_item"]))]  # fmt: skip
 
 
 def run(ctx: ExpContext) -> Summary:
@@ -196,6 +221,23 @@ def run(ctx: ExpContext) -> Summary:
             else:
                 fnd = by[f"found|{k}"]["accuracy"] if k in ks_found else None
             (rm, rs), (mm_, ms) = _mean_std(rnd), _mean_std(mat)
+            hand_run = by[f"thinking|{k}"]
+            # paired over the problems: the hand list / the found words against the mean of the
+            # matched draws (accuracy), and the hand list's generation length against k = 0
+            vs_matched = {}
+            if k in k_random and k > 0:
+                matched = _per_problem([by[f"matched{r}|{k}"] for r in range(n_random)])
+                vs_matched["hand"] = paired_difference(_per_problem([hand_run]), matched)
+                if k in ks_found:
+                    vs_matched["found"] = paired_difference(
+                        _per_problem([by[f"found|{k}"]]), matched
+                    )
+            length_vs_k0 = (
+                paired_difference(_per_problem([hand_run], "n_new"),
+                                  _per_problem([by["thinking|0"]], "n_new"))
+                if k > 0 and 0 in ks
+                else None
+            )  # fmt: skip
             curve.append(
                 {
                     "dataset": ds,
@@ -222,6 +264,8 @@ def run(ctx: ExpContext) -> Summary:
                     "uniform_draws": [paired(f"random{r}|{k}") for r in range(n_random)]
                     if k in k_random and k > 0
                     else None,
+                    "minus_matched": vs_matched or None,
+                    "new_tokens_minus_k0": length_vs_k0,
                 }
             )
         rows += curve
@@ -260,6 +304,15 @@ def run(ctx: ExpContext) -> Summary:
                              f"(p={f['mcnemar_vs_k0']['p']:.2g})")  # fmt: skip
             numbers[f"{ds}: acc k={x['k']}"] = " / ".join(parts)
             numbers[f"{ds}: mean new tokens k={x['k']} (hand)"] = round(h["mean_new_tokens"], 1)
+            if x["new_tokens_minus_k0"] is not None:
+                d = x["new_tokens_minus_k0"]
+                numbers[f"{ds}: new tokens k={x['k']} (hand) - k=0 (paired, 95% CI)"] = (
+                    f"{d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}] (n={d['n']})"
+                )
+            for who, d in (x["minus_matched"] or {}).items():
+                numbers[f"{ds}: acc k={x['k']} {who} - matched draws (paired, 95% CI)"] = (
+                    f"{d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] (n={d['n']})"
+                )
             if x["banned_mass_matched_draws"] is not None:
                 numbers[f"{ds}: banned share k={x['k']} (hand / matched draws / uniform)"] = (
                     f"{x['banned_mass_hand']:.4f} / "
@@ -289,6 +342,8 @@ def run(ctx: ExpContext) -> Summary:
         "that k; 'found' bans the first k words fig4 found at MI peaks (absent when fig4 did not "
         "run first). Evaluation problems are disjoint from the trace (discovery) problems; "
         "accuracies with Wilson 95% intervals, each ban against k = 0 on the same problems by "
-        "McNemar's exact test; mean new tokens = generation length (NoWait, arXiv 2506.08343).",
+        "McNemar's exact test; mean new tokens = generation length (NoWait, arXiv 2506.08343), "
+        "against k = 0 paired over the problems; hand / found minus matched: per problem the "
+        "ban's grade minus the mean grade of the matched draws, problem-bootstrap 95% CI.",
         files=files,
     )
