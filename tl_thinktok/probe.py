@@ -119,6 +119,30 @@ def step_residuals(
     return resid[prompt_len - 1 :]
 
 
+def _right_padded(model: Any, seqs: list[list[int]]) -> Tensor:
+    """``[b, width]`` ids of ``seqs`` right-padded (the tokenizer's pad id, else 0: causal
+    attention never lets a real position see the pads after it) on the model's device."""
+    width = max(len(q) for q in seqs)
+    pad = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
+    pad = 0 if pad is None else int(pad)
+    dev = hosts.model_device(model)
+    return torch.tensor([list(q) + [pad] * (width - len(q)) for q in seqs], device=dev)
+
+
+def _capture_one(model: Any, name: str, forward: Callable[[], Any]) -> Tensor:
+    """The activation at hook ``name`` during ``forward()`` (exactly one call, no grad)."""
+    captured: list[Tensor] = []
+
+    def capture(x: Tensor, hook: Any) -> None:
+        captured.append(x.detach())
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(name, capture)]):
+        forward()
+    if len(captured) != 1:
+        raise RuntimeError(f"expected one call of {name}, saw {len(captured)}")
+    return captured[0]
+
+
 def _padded_pass(model: Any, seqs: list[list[int]], layer: int) -> Tensor:
     """One forward pass over right-padded ``seqs`` stopping after block ``layer`` → ``[b, w, d]``.
 
@@ -130,22 +154,9 @@ def _padded_pass(model: Any, seqs: list[list[int]], layer: int) -> Tensor:
     if not seqs or any(len(q) == 0 for q in seqs):
         raise ValueError("give at least one non-empty token sequence")
     i = hosts.check_layer(model, layer)
+    toks = _right_padded(model, seqs)
     name = hosts.resid_post_name(model, i)
-    width = max(len(q) for q in seqs)
-    pad = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
-    pad = 0 if pad is None else int(pad)
-    dev = hosts.model_device(model)
-    toks = torch.tensor([list(q) + [pad] * (width - len(q)) for q in seqs], device=dev)
-    captured: list[Tensor] = []
-
-    def capture(x: Tensor, hook: Any) -> None:
-        captured.append(x.detach())
-
-    with torch.no_grad(), model.hooks(fwd_hooks=[(name, capture)]):
-        model(toks, stop_at_layer=i + 1)
-    if len(captured) != 1:
-        raise RuntimeError(f"expected one call of {name}, saw {len(captured)}")
-    return captured[0]
+    return _capture_one(model, name, lambda: model(toks, stop_at_layer=i + 1))
 
 
 def _chunked_steps(
@@ -158,28 +169,16 @@ def _chunked_steps(
     ad = hosts.adapter(model)
     i = ad.check_layer(layer)
     name = ad.resid_post_name(i)
-    width = max(len(q) for q in seqs)
-    pad = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
-    pad = 0 if pad is None else int(pad)
-    toks = torch.tensor([q + [pad] * (width - len(q)) for q in seqs], device=ad.device)
+    toks = _right_padded(model, seqs)
     parts: list[list[Tensor]] = [[] for _ in seqs]
     cache = ad.new_kv_cache(len(seqs))
-    captured: list[Tensor] = []
-
-    def capture(x: Tensor, hook: Any) -> None:
-        captured.append(x.detach())
-
-    with torch.no_grad(), model.hooks(fwd_hooks=[(name, capture)]):
-        for s in range(0, width, chunk):
-            captured.clear()
-            ad.forward_cached(toks[:, s : s + chunk], cache, i + 1)
-            if len(captured) != 1:
-                raise RuntimeError(f"expected one call of {name}, saw {len(captured)}")
-            h = captured[0]
-            for j, (q, p) in enumerate(zip(seqs, prompt_lens, strict=True)):
-                lo, hi = max(p - 1, s), min(len(q), s + h.shape[1])
-                if lo < hi:  # this chunk holds step rows of trace j
-                    parts[j].append(h[j, lo - s : hi - s].clone())
+    for s in range(0, toks.shape[1], chunk):
+        piece = toks[:, s : s + chunk]
+        h = _capture_one(model, name, lambda piece=piece: ad.forward_cached(piece, cache, i + 1))
+        for j, (q, p) in enumerate(zip(seqs, prompt_lens, strict=True)):
+            lo, hi = max(p - 1, s), min(len(q), s + h.shape[1])
+            if lo < hi:  # this chunk holds step rows of trace j
+                parts[j].append(h[j, lo - s : hi - s].clone())
     return [torch.cat(p) for p in parts]
 
 
@@ -250,7 +249,12 @@ def last_residuals_batch(
     seqs = [_as_1d_tokens(t).tolist() if len(t) else [] for t in sequences]
     for q in seqs:
         hosts.check_token_ids(model, q)
-    if chunk is not None and seqs and all(seqs) and max(len(q) for q in seqs) > chunk:
+    if (
+        chunk is not None
+        and seqs
+        and all(seqs)
+        and max(len(q) for q in seqs) > check_int("chunk", chunk, low=1)
+    ):
         rows = _chunked_steps(model, seqs, [len(q) for q in seqs], layer, chunk)
         return torch.stack([r[-1] for r in rows])
     h = _padded_pass(model, seqs, layer)

@@ -346,3 +346,8 @@ def test_chunked_answer_representations_equal_one_pass(host):
     got = last_residuals_batch(model, seqs, -1, chunk=5)
     assert max(len(q) for q in seqs) > 5
     assert ((got - one).abs().max() / one.abs().max()).item() <= 1e-5
+    for bad in (0, -3):  # a chunk of no positions would never advance
+        with pytest.raises(ValueError, match="chunk must be >= 1"):
+            last_residuals_batch(model, seqs, -1, chunk=bad)
+        with pytest.raises(ValueError, match="chunk must be >= 1"):
+            step_residuals_batch(model, [seqs[0] + [5, 6]], [len(seqs[0])], -1, chunk=bad)
