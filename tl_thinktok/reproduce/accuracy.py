@@ -14,7 +14,6 @@ from typing import Any
 
 from tl_thinktok import organism
 from tl_thinktok.datasets import Item, grade, prompt_for
-from tl_thinktok.engines import get_engine
 from tl_thinktok.generation import decode, encode, greedy_batch
 from tl_thinktok.loading import model_fingerprint
 from tl_thinktok.reproduce.context import ExpContext
@@ -81,8 +80,11 @@ def eval_prompt_ids(ctx: ExpContext, model: Any, name: str, question: str) -> li
 KIND_BUDGET = {"suppression": "suppression", "recycling": "rr", "ttts": "ttts_base"}
 
 
-def accuracy_run(ctx: ExpContext, kind: str, extra: dict[str, Any]) -> RunDir:
-    """A resumable run directory for an accuracy experiment of ``ctx.model``.
+def accuracy_run(
+    ctx: ExpContext, kind: str, extra: dict[str, Any], engine: str | None = None
+) -> RunDir:
+    """A resumable run directory for an accuracy experiment of ``ctx.model``, generating on
+    ``engine`` (``None`` = ``ctx.engine``).
 
     Its pending items are evaluated by ``ctx.executor`` (serially when ``None``).
 
@@ -99,7 +101,7 @@ def accuracy_run(ctx: ExpContext, kind: str, extra: dict[str, Any]) -> RunDir:
         "max_new_tokens": ctx.budget(budget) if budget else ctx.size("max_new_tokens"),
         **extra,
     }
-    engine = "tl" if kind == "recycling" else ctx.engine  # RR needs TL hooks
+    engine = engine or ctx.engine
     if engine != "tl":  # "tl" runs keep their config (and their cached results)
         cfg["engine"] = engine
     run = open_run(ctx.run_dir, ctx.model, kind, cfg)
@@ -143,8 +145,7 @@ def generate_and_grade(
     max_new = ctx.size("max_new_tokens") if max_new_tokens is None else max_new_tokens
     if hooks and banned_ids:
         raise ValueError("give hooks or banned_ids, not both")
-    name = "tl" if hooks else (engine or ctx.engine)
-    eng = get_engine(model, name, **ctx.engine_options(name))
+    eng = ctx.engine_of(model, "tl" if hooks else engine)
     for s in range(0, len(items), bs):
         if hooks:
             gens = greedy_batch(model, prompts[s : s + bs], max_new, fwd_hooks=hooks)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_thinktok.datasets import Item, load_dataset, model_family
-from tl_thinktok.engines import ENGINES
+from tl_thinktok.engines import ENGINES, Engine, get_engine
 from tl_thinktok.hosts import default_host
 from tl_thinktok.loading import load_model
 from tl_thinktok.reproduce.traces import TraceSet, trace_pass
@@ -338,6 +338,13 @@ class ExpContext:
         if engine == "vllm" and self.tensor_parallel_size != 1:
             return {"tensor_parallel_size": int(self.tensor_parallel_size)}
         return {}
+
+    def engine_of(self, model: Any, name: str | None = None) -> Engine:
+        """The engine ``name`` (``None`` = :attr:`engine`) for ``model``, with this run's options
+        (built once per model: :func:`tl_thinktok.engines.get_engine`; call it where the work
+        runs, so that each Ray worker builds its own)."""
+        name = name or self.engine
+        return get_engine(model, name, **self.engine_options(name))
 
     def engine_for(self, what: str, why: str | None) -> str:
         """The engine a part of an experiment runs on: :attr:`engine`, or ``"tl"`` when ``why``

@@ -26,7 +26,6 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tl_thinktok.datasets import Item, grade, load_dataset, prompt_for, trace_prompt_family
-from tl_thinktok.engines import get_engine
 from tl_thinktok.generation import encode
 from tl_thinktok.loading import model_fingerprint
 from tl_thinktok.mi import hsic_nocco
@@ -64,6 +63,8 @@ class TraceSettings(Protocol):
     def load(self, name: str) -> Any: ...  # noqa: D102
 
     def family(self, model_name: str) -> str: ...  # noqa: D102
+
+    def engine_of(self, model: Any, name: str | None = None) -> Any: ...  # noqa: D102
 
 
 @dataclass
@@ -131,7 +132,6 @@ def _trace_batch(
     from safetensors.torch import save
 
     model = cfg.load(name)
-    engine = getattr(cfg, "engine", "tl")
     fam = cfg.family(name)
     trace_fam = trace_prompt_family(fam)
     prompts = [encode(model, prompt_for(trace_fam, it.question)) for it in items]
@@ -145,7 +145,7 @@ def _trace_batch(
         max_new_tokens=max_new,
         keep_residuals=True,
         route=TRACE_ROUTE,
-        engine=get_engine(model, engine, **_engine_options(cfg, engine)),
+        engine=cfg.engine_of(model),
         meta=[dict(id=it.id, question=it.question, answer=it.answer, model=name) for it in items],
     )
     out = []
@@ -156,11 +156,6 @@ def _trace_batch(
         tensors = {"resid": tr.residuals.contiguous(), "answer": tr.answer_rep.contiguous()}
         out.append(WithFiles(tr.to_dict(), {residual_name(item.id): save(tensors)}))
     return out
-
-
-def _engine_options(cfg: TraceSettings, engine: str) -> dict[str, Any]:
-    opts = getattr(cfg, "engine_options", None)
-    return opts(engine) if callable(opts) else {}
 
 
 def expected_trace_cost(item: Item) -> float:
@@ -195,9 +190,8 @@ def trace_pass(cfg: TraceSettings, name: str, dataset: str, n: int) -> TraceSet:
         "layout": LAYOUT,
         "route": TRACE_ROUTE,
     }
-    engine = getattr(cfg, "engine", "tl")
-    if engine != "tl":  # "tl" runs keep their config (and their cached traces)
-        config["engine"] = engine
+    if cfg.engine != "tl":  # "tl" runs keep their config (and their cached traces)
+        config["engine"] = cfg.engine
     run = open_run(cfg.run_dir, name, f"traces-{slug(dataset)}", config)
     items = load_dataset(dataset, n=n, seed=cfg.seed)
     run.executor = getattr(cfg, "executor", None)

@@ -221,11 +221,10 @@ def probe_tokens_per_s(ctx: Any, n_tokens: int = 16) -> tuple[float, dict[str, A
     counted)."""
     from tl_thinktok import hosts
     from tl_thinktok.datasets import load_dataset, prompt_for
-    from tl_thinktok.engines import get_engine
     from tl_thinktok.generation import encode
 
     model = ctx.load(ctx.model)
-    engine = get_engine(model, ctx.engine, **ctx.engine_options(ctx.engine))
+    engine = ctx.engine_of(model)
     batch = int(ctx.size("batch_size"))
     items = load_dataset(ctx.dataset, n=batch, seed=ctx.seed)
     prompts = [encode(model, prompt_for(ctx.family(ctx.model), it.question)) for it in items]

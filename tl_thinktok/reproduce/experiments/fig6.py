@@ -90,6 +90,7 @@ def run(ctx: ExpContext) -> Summary:
             "budget": budget,
             "discovery_ids": discovery,
         },
+        engine=engine,
     )
     base = run_.map(
         ["original"],

@@ -56,7 +56,6 @@ def curve_of(ds: str, rows: list[dict], words: list[str]) -> AccuracyCurve:
 
 def run(ctx: ExpContext) -> Summary:
     from tl_thinktok.datasets import grade, prompt_for
-    from tl_thinktok.engines import get_engine
     from tl_thinktok.interventions.ttts import budget_forcing
 
     model = ctx.load(ctx.model)
@@ -102,7 +101,7 @@ def run(ctx: ExpContext) -> Summary:
                 max_answer_tokens=answer_budget,
                 # built where the unit runs (cached per model): a Ray worker gets its own
                 # engine, a vLLM engine cannot travel in the pickled work function
-                engine=get_engine(model, ctx.engine, **ctx.engine_options(ctx.engine)),
+                engine=ctx.engine_of(model),
             )
             text = prefix + r.answer_text
             return {
