@@ -12,6 +12,7 @@ import pytest
 
 from tl_thinktok.peaks import trace_stats
 from tl_thinktok.reproduce.experiments import fig4, peaks_robustness, table3
+from tl_thinktok.reproduce.stats import paired_difference
 
 VOCAB = ["<s>", "</s>", ".", ",", "Wait", "So", "Then", "3", "4", "+", "\n", "is"]
 
@@ -147,20 +148,20 @@ def test_table3_compares_each_dataset_with_the_trace_dataset():
     assert none["ratio_diff"] == pytest.approx(-np.mean([t.stats().ratio for t in ref]))
 
 
-def test_fig5_paired_difference_is_the_mean_difference_with_a_covering_interval():
+def test_paired_difference_is_the_mean_difference_with_a_covering_interval():
     from tl_thinktok.reproduce.experiments import fig5
 
     rng = np.random.default_rng(2)
     a = (rng.random(60) < 0.2).astype(float).tolist()
     b = (rng.random(60) < 0.7).astype(float).tolist()
-    d = fig5.paired_difference(a, b, seed=0, n_boot=500)
+    d = paired_difference(a, b, seed=0, n_boot=500)
     assert d["diff"] == pytest.approx(np.mean(a) - np.mean(b)) and d["n"] == 60
     assert d["lo"] < d["diff"] < d["hi"] < 0  # a clear difference excludes the null
-    same = fig5.paired_difference(a, a, seed=0, n_boot=100)
+    same = paired_difference(a, a, seed=0, n_boot=100)
     assert (same["diff"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)  # paired: no spread
-    assert math.isnan(fig5.paired_difference([], [])["diff"])
+    assert math.isnan(paired_difference([], [])["diff"])
     with pytest.raises(ValueError, match="differ in length"):
-        fig5.paired_difference([1.0], [1.0, 0.0])
+        paired_difference([1.0], [1.0, 0.0])
     runs = [{"per_item": [{"correct": c, "n_new": n} for c, n in zip(cs, (10, 20), strict=True)]}
             for cs in ((True, False), (False, False), (True, True))]  # fmt: skip
     assert fig5._per_problem(runs) == pytest.approx([2 / 3, 1 / 3])

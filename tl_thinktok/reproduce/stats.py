@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["accuracy_stats", "mcnemar_exact", "percentile_interval", "trace_bootstrap",
-           "two_sample_bootstrap", "wilson"]  # fmt: skip
+__all__ = ["accuracy_stats", "mcnemar_exact", "paired_difference", "percentile_interval",
+           "trace_bootstrap", "two_sample_bootstrap", "wilson"]  # fmt: skip
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -139,3 +139,24 @@ def two_sample_bootstrap(
     ]
     lo, hi = percentile_interval(boots)
     return point, lo, hi
+
+
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], seed: int = 0, n_boot: int = 1000
+) -> dict[str, Any]:
+    """Mean of ``a − b`` over the same items (problems or traces, in order) with its bootstrap
+    95% CI over the items: ``{"diff", "lo", "hi", "n"}`` (null 0; NaN with n = 0 when empty).
+
+    Example:
+        >>> d = paired_difference([1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0])
+        >>> d["diff"], d["n"], d["lo"] <= d["diff"] <= d["hi"]
+        (0.5, 4, True)
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired values differ in length: {len(a)} vs {len(b)}")
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if not d.size:
+        return {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
+    rng = np.random.default_rng(seed)
+    diff, lo, hi = trace_bootstrap(lambda i: float(d[i].mean()), d.size, rng, n_boot)
+    return {"diff": diff, "lo": lo, "hi": hi, "n": int(d.size)}

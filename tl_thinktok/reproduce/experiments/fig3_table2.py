@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from tl_thinktok import mi as mi_estimators
 from tl_thinktok.peaks import trace_stats
+from tl_thinktok.reproduce import stats
 from tl_thinktok.reproduce.context import ExpContext
 from tl_thinktok.reproduce.outputs import (
     Summary,
@@ -27,7 +27,6 @@ from tl_thinktok.reproduce.outputs import (
     save_fig,
     save_json,
 )
-from tl_thinktok.reproduce.stats import trace_bootstrap
 from tl_thinktok.reproduce.traces import TraceSet
 from tl_thinktok.trace import MITrace
 
@@ -53,12 +52,7 @@ def paired_difference(a: dict[str, float], b: dict[str, float], seed: int) -> di
     """Mean of ``a[id] − b[id]`` over the ids both define (finite), with a bootstrap 95% interval
     over those ids; NaN (n = 0) when none."""
     ids = [i for i in a if i in b and math.isfinite(a[i]) and math.isfinite(b[i])]
-    if not ids:
-        return {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
-    d = np.array([a[i] - b[i] for i in ids])
-    diff, lo, hi = trace_bootstrap(lambda i: d[i].mean(), d.size, np.random.default_rng(seed),
-                                   N_BOOT)  # fmt: skip
-    return {"diff": diff, "lo": lo, "hi": hi, "n": len(ids)}
+    return stats.paired_difference([a[i] for i in ids], [b[i] for i in ids], seed, N_BOOT)
 
 
 def table2_row(role: str, model: str, traces: list[MITrace]) -> dict:

@@ -32,7 +32,7 @@ from tl_thinktok.reproduce.experiments.wordlists import (
     word_lists,
 )
 from tl_thinktok.reproduce.outputs import Summary, save_csv, save_fig, save_json
-from tl_thinktok.reproduce.stats import accuracy_stats, mcnemar_exact, trace_bootstrap
+from tl_thinktok.reproduce.stats import accuracy_stats, mcnemar_exact, paired_difference
 
 NAME = "fig5"
 
@@ -92,25 +92,6 @@ def paired_stats(per_item: list[dict], base: list[bool] | None) -> dict:
     st["mean_new_tokens"] = float(np.mean([r["n_new"] for r in per_item]))
     st["mcnemar_vs_k0"] = mcnemar_exact(base, correct) if base is not None else None
     return st
-
-
-def paired_difference(a: list[float], b: list[float], seed: int = 0, n_boot: int = 1000) -> dict:
-    """Mean of ``a − b`` over the same problems (in order) with its problem-bootstrap 95% CI:
-    ``{"diff", "lo", "hi", "n"}`` (null 0).
-
-    Example:
-        >>> d = paired_difference([1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0])
-        >>> d["diff"], d["n"], d["lo"] <= d["diff"] <= d["hi"]
-        (0.5, 4, True)
-    """
-    if len(a) != len(b):
-        raise ValueError(f"paired values differ in length: {len(a)} vs {len(b)}")
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    if not d.size:
-        return {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
-    rng = np.random.default_rng(seed)
-    diff, lo, hi = trace_bootstrap(lambda i: float(d[i].mean()), d.size, rng, n_boot)
-    return {"diff": diff, "lo": lo, "hi": hi, "n": int(d.size)}
 
 
 def _per_problem(runs: list[dict], field: str = "correct") -> list[float]:
