@@ -146,6 +146,10 @@ def test_table3_compares_each_dataset_with_the_trace_dataset():
     none = table3.compare("flat", flat, "organism", ref, seed=0, n_boot=50)
     assert math.isnan(none["aom_diff"]) and math.isnan(none["aom_diff_ci_low"])
     assert none["ratio_diff"] == pytest.approx(-np.mean([t.stats().ratio for t in ref]))
+    from tl_thinktok.reproduce.stats import two_sample_bootstrap
+
+    with pytest.raises(ValueError, match="both sides, got 0 and 3"):
+        two_sample_bootstrap(np.mean, 0, np.mean, 3, rng)
 
 
 def test_paired_difference_is_the_mean_difference_with_a_covering_interval():

@@ -131,6 +131,8 @@ def two_sample_bootstrap(
         >>> d, lo <= d <= hi
         (2.5, True)
     """
+    if n_a < 1 or n_b < 1:
+        raise ValueError(f"two_sample_bootstrap needs traces on both sides, got {n_a} and {n_b}")
     point = float(statistic_a(np.arange(n_a))) - float(statistic_b(np.arange(n_b)))
     boots = [
         float(statistic_a(rng.integers(0, n_a, n_a)))
